@@ -42,7 +42,10 @@ struct Ctx {
     route: &'static str,
 }
 
-fn api_routes(st: &Arc<AppState>) -> Router<Arc<AppState>> {
+/// The API under `prefix` ("" for the site host, the gateway prefix otherwise). Routes
+/// are registered with their full path rather than nested so handlers and the pipeline
+/// see the unmodified request path.
+fn api_routes(st: &Arc<AppState>, prefix: &str) -> Router<Arc<AppState>> {
     let routes: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = vec![
         ("/wiki/rest/api/user/current", get(v1::current_user)),
         ("/wiki/rest/api/group", get(v1::groups)),
@@ -78,7 +81,7 @@ fn api_routes(st: &Arc<AppState>) -> Router<Arc<AppState>> {
                 route,
             };
             router.route(
-                route,
+                &format!("{prefix}{route}"),
                 method_router.layer(from_fn_with_state(ctx, pipeline)),
             )
         })
@@ -90,12 +93,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         route: "/_edge/tenant_info",
     };
     Router::new()
-        .merge(api_routes(&state))
+        .merge(api_routes(&state, ""))
         .route(
             "/_edge/tenant_info",
             get(v2::tenant_info).layer(from_fn_with_state(edge, pipeline)),
         )
-        .nest(GATEWAY_PREFIX, api_routes(&state))
+        .merge(api_routes(&state, GATEWAY_PREFIX))
         .merge(control::routes())
         .fallback(unmatched)
         .with_state(state)
