@@ -17,9 +17,16 @@
 
 mod error;
 mod ksuid;
+mod model;
 pub mod proto;
+pub mod records;
+mod schema;
 mod time;
 
 pub use error::{C1zError, Result};
 pub use ksuid::new_ksuid;
+pub use records::{
+    ALL_NOUNS, ALL_VERBS, GroupRecord, SpacePermissionRecord, SpaceRecord, SpaceRoleRecord,
+    UserRecord,
+};
 pub use time::format_go_timestamp;
