@@ -7,7 +7,7 @@
 //!
 //! This layer knows neither HTTP nor Kubernetes: the sync engine maps Confluence
 //! API data to the plain records in [`records`] and streams them into a
-//! [`SnapshotWriter`]. [`Snapshot`] reads a file back for tests and checks.
+//! [`SnapshotWriter`].
 //!
 //! Deliberate deviations from the reference (see each item's docs):
 //! - `OptInRequired` annotations are omitted from resource types (it is unknown to
@@ -15,14 +15,18 @@
 //! - Timestamps are written in UTC instead of the host's local time.
 //! - Resource types are written in a fixed order (the reference order is random).
 
+mod container;
 mod error;
+mod expand;
 mod ksuid;
 mod model;
 pub mod proto;
 pub mod records;
 mod schema;
 mod time;
+mod writer;
 
+pub use container::{MAGIC, MAX_DECODED_SIZE, MAX_WINDOW_LOG};
 pub use error::{C1zError, Result};
 pub use ksuid::new_ksuid;
 pub use records::{
@@ -30,3 +34,4 @@ pub use records::{
     UserRecord,
 };
 pub use time::format_go_timestamp;
+pub use writer::{SnapshotInfo, SnapshotOptions, SnapshotWriter};
