@@ -7,7 +7,7 @@
 //!
 //! This layer knows neither HTTP nor Kubernetes: the sync engine maps Confluence
 //! API data to the plain records in [`records`] and streams them into a
-//! [`SnapshotWriter`].
+//! [`SnapshotWriter`]. [`Snapshot`] reads a file back for tests and checks.
 //!
 //! Deliberate deviations from the reference (see each item's docs):
 //! - `OptInRequired` annotations are omitted from resource types (it is unknown to
@@ -21,6 +21,7 @@ mod expand;
 mod ksuid;
 mod model;
 pub mod proto;
+mod reader;
 pub mod records;
 mod schema;
 mod time;
@@ -29,6 +30,10 @@ mod writer;
 pub use container::{MAGIC, MAX_DECODED_SIZE, MAX_WINDOW_LOG};
 pub use error::{C1zError, Result};
 pub use ksuid::new_ksuid;
+pub use reader::{
+    ColumnInfo, EntitlementRow, GrantRow, IndexInfo, ResourceRow, ResourceTypeRow, Snapshot,
+    SyncRunRow, TableInfo,
+};
 pub use records::{
     ALL_NOUNS, ALL_VERBS, GroupRecord, SpacePermissionRecord, SpaceRecord, SpaceRoleRecord,
     UserRecord,
