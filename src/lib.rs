@@ -2,6 +2,7 @@
 //! confluence-operator: syncs Confluence Cloud identity data into baton c1z snapshots.
 
 pub mod api;
+pub mod c1z;
 pub mod cli;
 pub mod controller;
 pub mod site;
