@@ -4,6 +4,9 @@
 pub mod api;
 pub mod c1z;
 pub mod cli;
+pub mod confluence;
 pub mod controller;
 pub mod site;
+pub mod sync;
+pub mod sync_command;
 pub mod telemetry;

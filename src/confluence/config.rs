@@ -1,0 +1,212 @@
+//! Client configuration: where to connect, which credentials, and how patient to be.
+
+use std::fmt;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+use super::errors::ConfluenceError;
+
+/// Default number of requests one client keeps in flight (§6: 4–8 per tenant).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
+/// Default TCP/TLS connect timeout (§9.1).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default timeout for one whole request, body included (§9.1).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default cap on one response body; a 250-row v2 page is well below 1 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// Default cap on pages in one walk; 10 000 pages of 200 rows is 2 million rows.
+pub const DEFAULT_MAX_PAGES: usize = 10_000;
+
+/// How failed requests are retried.
+///
+/// Two budgets apply to one logical request: transient failures (5xx, connection
+/// errors, timeouts, truncated bodies) consume `max_attempts`; rate-limit answers
+/// (429, or 503 with `Retry-After`) consume `max_rate_limit_waits`. Both are bounded
+/// by `max_elapsed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total attempts for transient failures, the first one included (minimum 1).
+    pub max_attempts: u32,
+    /// Waits on rate-limit answers before giving up with a rate-limited error.
+    pub max_rate_limit_waits: u32,
+    /// Wall-clock budget for one logical request including every wait.
+    pub max_elapsed: Duration,
+    /// First back-off delay for transient failures (before jitter).
+    pub base_delay: Duration,
+    /// Largest back-off delay for transient failures (before jitter).
+    pub max_delay: Duration,
+    /// Longest `Retry-After` the client is willing to honour; longer → rate-limited error.
+    pub max_retry_after: Duration,
+    /// Attempts for a 200 answer whose JSON does not parse: a parse failure after a
+    /// clean transfer is rarely transient, so this stays small.
+    pub max_malformed_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        // Atlassian's guidance: ~4 retries, exponential from 1–5 s capped at 30–60 s,
+        // Retry-After honoured exactly and capped at 5–10 minutes.
+        Self {
+            max_attempts: 5,
+            max_rate_limit_waits: 20,
+            max_elapsed: Duration::from_secs(15 * 60),
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(10 * 60),
+            max_malformed_attempts: 2,
+        }
+    }
+}
+
+/// Everything needed to build a [`super::ConfluenceClient`].
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// API root: a site origin (`https://acme.atlassian.net`), a gateway root
+    /// (`https://api.atlassian.com/ex/confluence/{cloudId}`) or a test server
+    /// (`http://127.0.0.1:PORT`). A trailing `/wiki` is dropped; the client appends
+    /// `/wiki/...` itself.
+    pub base_url: Url,
+    /// Account e-mail for Basic auth.
+    pub username: String,
+    /// API token for Basic auth; exposed only when the Authorization header is built.
+    pub api_token: SecretString,
+    /// Requests in flight at once across all callers of one client.
+    pub max_in_flight: usize,
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout for one attempt, from sending to the last body byte.
+    pub request_timeout: Duration,
+    /// Largest response body accepted; larger bodies fail the request.
+    pub max_response_bytes: usize,
+    /// Page cap for one walk; exceeding it is an error, never a silent truncation.
+    pub max_pages: usize,
+    /// Retry behaviour.
+    pub retry: RetryPolicy,
+    /// User-Agent header value.
+    pub user_agent: String,
+}
+
+impl ClientConfig {
+    /// A configuration with the documented defaults.
+    pub fn new(base_url: Url, username: impl Into<String>, api_token: SecretString) -> Self {
+        Self {
+            base_url,
+            username: username.into(),
+            api_token,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_pages: DEFAULT_MAX_PAGES,
+            retry: RetryPolicy::default(),
+            user_agent: concat!("confluence-operator/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    // Hand-written so that the token can never appear, even if the secret type changes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &self.base_url.as_str())
+            .field("username", &self.username)
+            .field("api_token", &"[REDACTED]")
+            .field("max_in_flight", &self.max_in_flight)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_pages", &self.max_pages)
+            .field("retry", &self.retry)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
+}
+
+/// Validates `base_url` and returns the API root without a trailing slash or `/wiki`.
+///
+/// URLs carrying credentials, a query or a fragment are refused: credentials belong in
+/// the token field (never in a URL that could be logged), and a query would be mixed
+/// into every request.
+pub(crate) fn normalize_base_url(base_url: &Url) -> Result<Url, ConfluenceError> {
+    let invalid = |reason: &str| ConfluenceError::InvalidConfig {
+        reason: reason.to_owned(),
+    };
+    if !matches!(base_url.scheme(), "http" | "https") {
+        return Err(invalid("base URL must use http or https"));
+    }
+    if base_url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("base URL has no host"));
+    }
+    if !base_url.username().is_empty() || base_url.password().is_some() {
+        return Err(invalid("base URL must not carry credentials"));
+    }
+    if base_url.query().is_some() || base_url.fragment().is_some() {
+        return Err(invalid("base URL must not have a query or fragment"));
+    }
+    let mut root = base_url.clone();
+    let trimmed = root.path().trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix("/wiki").unwrap_or(trimmed).to_owned();
+    root.set_path(&trimmed);
+    Ok(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(s: &str) -> Result<String, ConfluenceError> {
+        let url = Url::parse(s).map_err(|_| ConfluenceError::InvalidConfig {
+            reason: "parse".into(),
+        })?;
+        normalize_base_url(&url).map(|u| u.as_str().trim_end_matches('/').to_owned())
+    }
+
+    #[test]
+    fn base_url_forms_normalize_to_the_api_root() {
+        for (input, want) in [
+            ("https://acme.atlassian.net", "https://acme.atlassian.net"),
+            ("https://acme.atlassian.net/", "https://acme.atlassian.net"),
+            (
+                "https://acme.atlassian.net/wiki",
+                "https://acme.atlassian.net",
+            ),
+            (
+                "https://acme.atlassian.net/wiki/",
+                "https://acme.atlassian.net",
+            ),
+            (
+                "https://api.atlassian.com/ex/confluence/abc",
+                "https://api.atlassian.com/ex/confluence/abc",
+            ),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ] {
+            assert_eq!(norm(input).ok().as_deref(), Some(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn base_url_with_credentials_query_or_odd_scheme_is_refused() {
+        for input in [
+            "https://user:pw@acme.atlassian.net",
+            "https://acme.atlassian.net/?x=1",
+            "https://acme.atlassian.net/#frag",
+            "ftp://acme.atlassian.net",
+        ] {
+            assert!(norm(input).is_err(), "{input}");
+        }
+    }
+
+    #[test]
+    fn debug_redacts_the_token() {
+        let cfg = ClientConfig::new(
+            Url::parse("https://acme.atlassian.net").expect("static url"),
+            "me@example.com",
+            SecretString::from("tok-SECRET-123"),
+        );
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("tok-SECRET-123"));
+        assert!(shown.contains("[REDACTED]"));
+    }
+}

@@ -1,0 +1,432 @@
+//! One logical GET: admission (in-flight cap, shared pause), the attempt, body cap,
+//! classification and the retry loop.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{ACCEPT, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{Response, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use url::Url;
+
+use super::config::{ClientConfig, RetryPolicy, normalize_base_url};
+use super::error_body::{FailureKind, classify, shorten, summarize_body};
+use super::errors::{ConfluenceError, ResponseContext};
+use super::retry::{Decision, Failure, RetryState, parse_retry_after, random_jitter};
+use super::stats::{ClientStats, Counters, Route};
+use super::throttle::Throttle;
+
+/// Error bodies are only summarized; reading more than this gains nothing.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// A successful answer: the decoded body and the headers (for `Link`).
+pub(crate) struct Fetched<T> {
+    pub(crate) value: T,
+    pub(crate) headers: HeaderMap,
+}
+
+/// The shared HTTP machinery behind every clone of a client.
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    root: Url,
+    username: String,
+    token: SecretString,
+    throttle: Throttle,
+    counters: Counters,
+    max_response_bytes: usize,
+    pub(crate) max_pages: usize,
+    retry: RetryPolicy,
+}
+
+/// Why reading a body stopped early.
+enum BodyError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+/// What one attempt produced.
+enum Attempt {
+    Answer {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    },
+    Broken(reqwest::Error),
+    TooLarge,
+}
+
+impl Transport {
+    pub(crate) fn new(config: &ClientConfig) -> Result<Self, ConfluenceError> {
+        let root = normalize_base_url(&config.base_url)?;
+        // reqwest is built without a crypto provider of its own (the process installs
+        // ring once); without one it would panic, so refuse cleanly instead.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            return Err(ConfluenceError::InvalidConfig {
+                reason: "no process-wide rustls crypto provider installed".into(),
+            });
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(config.user_agent.clone())
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            // Never follow a redirect: it could carry the credentials to another host,
+            // and the API does not redirect in normal operation.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ConfluenceError::InvalidConfig {
+                reason: format!("cannot build HTTP client: {}", e.without_url()),
+            })?;
+        Ok(Self {
+            http,
+            root,
+            username: config.username.clone(),
+            token: config.api_token.clone(),
+            throttle: Throttle::new(config.max_in_flight),
+            counters: Counters::default(),
+            max_response_bytes: config.max_response_bytes,
+            max_pages: config.max_pages.max(1),
+            retry: config.retry.clone(),
+        })
+    }
+
+    /// The API root (origin or gateway root), without a trailing slash.
+    pub(crate) fn root(&self) -> &Url {
+        &self.root
+    }
+
+    pub(crate) fn stats(&self) -> ClientStats {
+        self.counters.snapshot()
+    }
+
+    /// GETs `url` and decodes a JSON body, retrying per the policy.
+    pub(crate) async fn get_json<T: DeserializeOwned>(
+        &self,
+        route: Route,
+        url: Url,
+    ) -> Result<Fetched<T>, ConfluenceError> {
+        let started = Instant::now();
+        let mut state = RetryState::new(&self.retry);
+        let mut attempt_no: u32 = 0;
+        loop {
+            attempt_no += 1;
+            let Some(permit) = self.throttle.admit().await else {
+                return Err(ConfluenceError::InvalidConfig {
+                    reason: "request gate closed".into(),
+                });
+            };
+            self.counters.request(route);
+            let sent = Instant::now();
+            let attempt = self.attempt(route, &url).await;
+            drop(permit);
+            let took_ms = sent.elapsed().as_millis() as u64;
+
+            let (failure, error) = match attempt {
+                Attempt::Answer {
+                    status,
+                    headers,
+                    body,
+                } => {
+                    debug!(
+                        method = route.method(),
+                        route = route.template(),
+                        status = status.as_u16(),
+                        took_ms,
+                        attempt = attempt_no,
+                        "confluence request"
+                    );
+                    self.note_headers(route, &headers);
+                    if status.is_success() {
+                        match serde_json::from_slice::<T>(&body) {
+                            Ok(value) => return Ok(Fetched { value, headers }),
+                            Err(e) => {
+                                if route == Route::CurrentUser && !looks_like_json(&body) {
+                                    // A site that answers the credential check with a
+                                    // web page is the wrong site, not a flaky one.
+                                    return Err(ConfluenceError::SiteMisconfigured(
+                                        self.context(route, status, &headers, &body),
+                                    ));
+                                }
+                                let error = ConfluenceError::Malformed {
+                                    method: route.method(),
+                                    route: route.template(),
+                                    detail: shorten(&e.to_string()),
+                                };
+                                (Failure::Malformed, error)
+                            }
+                        }
+                    } else {
+                        match self.failed_answer(route, status, &headers, &body) {
+                            Ok(pair) => pair,
+                            Err(final_error) => return Err(final_error),
+                        }
+                    }
+                }
+                Attempt::Broken(e) => {
+                    debug!(
+                        method = route.method(),
+                        route = route.template(),
+                        took_ms,
+                        attempt = attempt_no,
+                        timeout = e.is_timeout(),
+                        connect = e.is_connect(),
+                        "confluence request failed in transport"
+                    );
+                    self.counters.transient();
+                    let error = ConfluenceError::Network {
+                        method: route.method(),
+                        route: route.template(),
+                        source: e.without_url(),
+                    };
+                    (Failure::Transient { retry_after: None }, error)
+                }
+                Attempt::TooLarge => {
+                    return Err(ConfluenceError::ResponseTooLarge {
+                        method: route.method(),
+                        route: route.template(),
+                        limit: self.max_response_bytes,
+                    });
+                }
+            };
+
+            match state.on_failure(failure, started.elapsed(), random_jitter()) {
+                Decision::GiveUp => {
+                    if matches!(failure, Failure::RateLimited { .. }) {
+                        warn!(route = route.template(), "confluence rate limit: giving up");
+                    }
+                    return Err(error);
+                }
+                Decision::Retry { wait, shared } => {
+                    self.counters.retry();
+                    if shared {
+                        if self.throttle.pause_for(wait) {
+                            info!(
+                                route = route.template(),
+                                wait_ms = wait.as_millis() as u64,
+                                "confluence rate limit: pausing all requests of this client"
+                            );
+                        }
+                    } else {
+                        debug!(
+                            route = route.template(),
+                            wait_ms = wait.as_millis() as u64,
+                            error = %error,
+                            "retrying confluence request"
+                        );
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one request and reads its body under the cap.
+    async fn attempt(&self, route: Route, url: &Url) -> Attempt {
+        let mut request = self.http.get(url.clone());
+        if route != Route::TenantInfo {
+            // The only place the token is exposed: reqwest marks the header sensitive.
+            request = request.basic_auth(&self.username, Some(self.token.expose_secret()));
+        }
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Attempt::Broken(e),
+        };
+        let status = response.status();
+        let headers = std::mem::take(response.headers_mut());
+        let cap = if status.is_success() {
+            self.max_response_bytes
+        } else {
+            MAX_ERROR_BODY_BYTES
+        };
+        match read_capped(&mut response, cap, !status.is_success()).await {
+            Ok(body) => Attempt::Answer {
+                status,
+                headers,
+                body,
+            },
+            Err(BodyError::TooLarge) => Attempt::TooLarge,
+            Err(BodyError::Transport(e)) => Attempt::Broken(e),
+        }
+    }
+
+    /// Turns a non-success answer into either a retryable failure (with the error to
+    /// report if retries run out) or a final error.
+    fn failed_answer(
+        &self,
+        route: Route,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(Failure, ConfluenceError), ConfluenceError> {
+        let summary = summarize_body(body);
+        let context = self.context(route, status, headers, body);
+        let retry_after = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let kind = classify(status.as_u16(), &summary);
+        match kind {
+            FailureKind::RateLimited => {
+                self.counters.rate_limited();
+                Ok(rate_limited(context, retry_after))
+            }
+            // 503 with Retry-After is a resource limit: handled like 429 (§6).
+            FailureKind::Server
+                if status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some() =>
+            {
+                self.counters.rate_limited();
+                Ok(rate_limited(context, retry_after))
+            }
+            FailureKind::Server => {
+                self.counters.transient();
+                Ok((
+                    Failure::Transient { retry_after },
+                    ConfluenceError::Server(context),
+                ))
+            }
+            // The credential check answered by something that is not the API (a web
+            // page for a misspelled site, a redirect) is a configuration error (§2.1).
+            FailureKind::NotFound
+            | FailureKind::Other
+            | FailureKind::BadRequest
+            | FailureKind::PermissionDenied
+                if route == Route::CurrentUser && !summary.is_json =>
+            {
+                Err(ConfluenceError::SiteMisconfigured(context))
+            }
+            FailureKind::Authentication => Err(ConfluenceError::Authentication(context)),
+            FailureKind::PermissionDenied => Err(ConfluenceError::PermissionDenied(context)),
+            FailureKind::NotFound => Err(ConfluenceError::NotFound(context)),
+            FailureKind::BadRequest => Err(ConfluenceError::BadRequest(context)),
+            FailureKind::Other => Err(ConfluenceError::UnexpectedStatus(context)),
+        }
+    }
+
+    fn context(
+        &self,
+        route: Route,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> ResponseContext {
+        ResponseContext {
+            method: route.method(),
+            route: route.template(),
+            status: status.as_u16(),
+            detail: self.scrub(summarize_body(body).detail),
+            trace_id: header_text(headers, "atl-traceid").map(|t| shorten(&t)),
+        }
+    }
+
+    /// Removes the token (raw or inside Basic credentials) should a server or proxy
+    /// ever echo it back in an error body.
+    fn scrub(&self, detail: String) -> String {
+        use base64::Engine as _;
+        let token = self.token.expose_secret();
+        if token.is_empty() {
+            return detail;
+        }
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{token}", self.username));
+        detail
+            .replace(&basic, "[REDACTED]")
+            .replace(token, "[REDACTED]")
+    }
+
+    /// Counts and logs the rate-limit headers worth seeing (§6, §9.5).
+    fn note_headers(&self, route: Route, headers: &HeaderMap) {
+        if header_text(headers, "x-ratelimit-nearlimit")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        {
+            self.counters.near_limit();
+            debug!(
+                route = route.template(),
+                "confluence rate limit nearly reached"
+            );
+        }
+        if let Some(reason) = header_text(headers, "ratelimit-reason") {
+            debug!(route = route.template(), reason = %shorten(&reason), "confluence rate limit reason");
+        }
+        if let Some(beta) = header_text(headers, "beta-retry-after") {
+            // Advisory only (would-have-been-throttled app traffic): logged, not obeyed.
+            debug!(route = route.template(), beta_retry_after = %shorten(&beta), "confluence advisory rate limit");
+        }
+    }
+}
+
+fn rate_limited(
+    context: ResponseContext,
+    retry_after: Option<Duration>,
+) -> (Failure, ConfluenceError) {
+    (
+        Failure::RateLimited { retry_after },
+        ConfluenceError::RateLimited {
+            context,
+            retry_after,
+        },
+    )
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// True when the first non-space byte could start a JSON value the client expects.
+fn looks_like_json(body: &[u8]) -> bool {
+    matches!(
+        body.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
+}
+
+/// Reads the body chunk by chunk, refusing (or, for error bodies, truncating) past `cap`
+/// so that a runaway answer cannot exhaust memory.
+async fn read_capped(
+    response: &mut Response,
+    cap: usize,
+    truncate: bool,
+) -> Result<Bytes, BodyError> {
+    if !truncate
+        && response
+            .content_length()
+            .is_some_and(|len| len > cap as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let hint = response
+        .content_length()
+        .map_or(0, |l| l.min(cap as u64) as usize);
+    let mut buf = BytesMut::with_capacity(hint);
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if buf.len() + chunk.len() > cap {
+            if truncate {
+                buf.extend_from_slice(&chunk[..cap - buf.len()]);
+                break;
+            }
+            return Err(BodyError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_sniffing() {
+        assert!(looks_like_json(b"  {\"a\":1}"));
+        assert!(looks_like_json(b"[]"));
+        assert!(!looks_like_json(b"<!DOCTYPE html>"));
+        assert!(!looks_like_json(b""));
+    }
+}

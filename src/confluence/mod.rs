@@ -1,0 +1,54 @@
+//! Confluence Cloud REST client: authentication, pagination, retries and rate limiting.
+//!
+//! Knows nothing of Kubernetes. The behaviour follows the project's Confluence API
+//! reference: v1 offset pages (`start += rows`, stop on an empty page), v2 cursor pages
+//! (rebuilt from the cursor on the client's own root), one shared pause per client on
+//! 429, bounded exponential back-off with jitter on 5xx and transport errors, capped
+//! response sizes, and tolerant models with open enums.
+//!
+//! ```no_run
+//! # async fn demo(config: confluence_operator::confluence::ClientConfig)
+//! # -> Result<(), confluence_operator::confluence::ConfluenceError> {
+//! use confluence_operator::confluence::ConfluenceClient;
+//! let client = ConfluenceClient::new(config)?;
+//! let me = client.current_user().await?;
+//! let mut groups = client.groups()?;
+//! while let Some(page) = groups.next_page().await? {
+//!     for group in page {
+//!         let _members = client.group_members(group.id.as_deref().unwrap_or_default())?;
+//!     }
+//! }
+//! # let _ = me; Ok(()) }
+//! ```
+
+mod client;
+mod config;
+mod envelope;
+mod error_body;
+mod errors;
+mod http;
+mod models;
+mod open_enum;
+mod pager;
+mod pagination;
+mod retry;
+mod stats;
+mod throttle;
+
+pub use client::{
+    ConfluenceClient, GROUPS_PAGE_LIMIT, MEMBERS_PAGE_LIMIT, SEARCH_PAGE_LIMIT, V2_PAGE_LIMIT,
+};
+pub use config::{
+    ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PAGES,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, RetryPolicy,
+};
+pub use envelope::{V1Links, V1Page, V2Links, V2Page};
+pub use errors::{ConfluenceError, ErrorClass, ResponseContext};
+pub use models::{
+    AccountStatus, AccountType, CurrentUser, Group, OperationKey, Principal, PrincipalType,
+    ProfilePicture, SearchResult, Space, SpaceOperation, SpacePermission, SpaceRole, SpaceType,
+    TargetType, TenantInfo, User, UserOperation,
+};
+pub use pager::{PageRow, Pager, WalkSummary};
+pub use pagination::StopReason;
+pub use stats::ClientStats;
