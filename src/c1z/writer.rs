@@ -296,8 +296,11 @@ impl SnapshotWriter {
         self.insert_resource(&model::space_role_resource(role))
     }
 
-    /// Expands group grants, records the finished sync run, and publishes the
-    /// compressed file atomically (see the module docs of the container).
+    /// Expands group grants to their members, records the finished full sync
+    /// run, closes the database in `journal_mode=DELETE`, and publishes it:
+    /// magic + one zstd frame (level 3) written to `<out>.tmp` (mode 0644),
+    /// fsynced and renamed over `<out>`. On error nothing is left behind and an
+    /// existing `<out>` is untouched.
     pub fn finish(mut self) -> Result<SnapshotInfo> {
         self.commit()?;
         self.conn.execute_batch("BEGIN")?;
