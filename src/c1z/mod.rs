@@ -27,6 +27,9 @@ mod schema;
 mod time;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 pub use container::{MAGIC, MAX_DECODED_SIZE, MAX_WINDOW_LOG};
 pub use error::{C1zError, Result};
 pub use ksuid::new_ksuid;
