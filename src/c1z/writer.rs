@@ -135,7 +135,7 @@ impl SnapshotWriter {
         container::tmp_path(output_path)?;
         let dir = container::parent_dir(output_path)?;
         let work = tempfile::Builder::new()
-            .prefix(".c1z-work-")
+            .prefix(container::WORK_DIR_PREFIX)
             .tempdir_in(&dir)
             .map_err(|e| C1zError::io("create work directory in", &dir, e))?;
         let conn = Connection::open(work.path().join(WORK_DB))?;
