@@ -73,12 +73,28 @@ pub struct SnapshotInfo {
     pub entitlements: u64,
     /// Number of grants, expanded ones included.
     pub grants: u64,
+    /// Group membership grants.
+    pub membership_grants: u64,
+    /// Direct space permission grants (to users and groups; expansion not counted).
+    pub space_permission_grants: u64,
+    /// User resources whose status is DISABLED.
+    pub disabled_users: u64,
     /// Grants created by expanding group grants to their members.
     pub expanded_grants: u64,
     /// Space permissions ignored: principal not `user`/`group`, or verb/noun not selected.
     pub skipped_permissions: u64,
     /// Users ignored because their `accountType` is not `atlassian`.
     pub skipped_users: u64,
+}
+
+/// Row counts of a finished snapshot.
+struct Counts {
+    resources: BTreeMap<String, u64>,
+    entitlements: u64,
+    grants: u64,
+    group_grants: u64,
+    space_grants: u64,
+    disabled_users: u64,
 }
 
 /// Streams one sync into a c1z v1 file with bounded memory.
@@ -318,7 +334,7 @@ impl SnapshotWriter {
                 self.now()
             ])?;
         self.conn.execute_batch("COMMIT")?;
-        let (resources, entitlements, grants) = self.counts()?;
+        let counts = self.counts()?;
 
         let Self {
             conn,
@@ -343,9 +359,12 @@ impl SnapshotWriter {
             path: out,
             size_bytes: written.size_bytes,
             sha256: written.sha256,
-            resources,
-            entitlements,
-            grants,
+            resources: counts.resources,
+            entitlements: counts.entitlements,
+            grants: counts.grants,
+            membership_grants: counts.group_grants,
+            space_permission_grants: counts.space_grants.saturating_sub(expanded_grants),
+            disabled_users: counts.disabled_users,
             expanded_grants,
             skipped_permissions,
             skipped_users,
@@ -430,7 +449,7 @@ impl SnapshotWriter {
         self.wrote()
     }
 
-    fn counts(&self) -> Result<(BTreeMap<String, u64>, u64, u64)> {
+    fn counts(&self) -> Result<Counts> {
         let mut resources = BTreeMap::new();
         let mut stmt = self.conn.prepare(
             "SELECT resource_type_id, count(*) FROM v1_resources WHERE sync_id = ?1
@@ -443,17 +462,38 @@ impl SnapshotWriter {
             let (ty, n) = row?;
             resources.insert(ty, u64::try_from(n).unwrap_or(0));
         }
-        let count = |table: &str| -> Result<u64> {
+        let count = |sql: &str| -> Result<u64> {
             let n: Option<i64> = self
                 .conn
-                .query_row(
-                    &format!("SELECT count(*) FROM {table} WHERE sync_id = ?1"),
-                    [&self.sync_id],
-                    |r| r.get(0),
-                )
+                .query_row(sql, [&self.sync_id], |r| r.get(0))
                 .optional()?;
             Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
         };
-        Ok((resources, count("v1_entitlements")?, count("v1_grants")?))
+        // A user's state lives only in its protobuf; decoding one row per user is cheap
+        // next to the sync that produced them.
+        let mut disabled_users = 0;
+        let mut users = self
+            .conn
+            .prepare("SELECT data FROM v1_resources WHERE sync_id = ?1 AND resource_type_id = ?2")?;
+        let mut rows = users.query(params![self.sync_id, USER])?;
+        while let Some(row) = rows.next()? {
+            let data: Vec<u8> = row.get(0)?;
+            let resource = Resource::decode(data.as_slice())?;
+            if resource.status.map(|s| s.status) == Some(proto::ResourceStatus::Disabled as i32) {
+                disabled_users += 1;
+            }
+        }
+        Ok(Counts {
+            resources,
+            entitlements: count("SELECT count(*) FROM v1_entitlements WHERE sync_id = ?1")?,
+            grants: count("SELECT count(*) FROM v1_grants WHERE sync_id = ?1")?,
+            group_grants: count(
+                "SELECT count(*) FROM v1_grants WHERE sync_id = ?1 AND resource_type_id = 'group'",
+            )?,
+            space_grants: count(
+                "SELECT count(*) FROM v1_grants WHERE sync_id = ?1 AND resource_type_id = 'space'",
+            )?,
+            disabled_users,
+        })
     }
 }
