@@ -2,4 +2,11 @@
 //! confluence-operator: syncs Confluence Cloud identity data into baton c1z snapshots.
 
 pub mod api;
+pub mod c1z;
+pub mod cli;
 pub mod confluence;
+pub mod controller;
+pub mod site;
+pub mod sync;
+pub mod sync_command;
+pub mod telemetry;

@@ -1,0 +1,181 @@
+//! The c1z v1 container: magic + one zstd frame holding the SQLite file, written
+//! atomically next to its final path.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{C1zError, Result};
+
+/// The 5-byte c1z v1 magic `C1ZF\0`.
+pub const MAGIC: [u8; 5] = *b"C1ZF\0";
+
+/// zstd compression level: fast, and safe for every reader.
+const LEVEL: i32 = 3;
+
+/// Largest window (log2) readers accept: they cap decoder memory at 128 MiB.
+pub const MAX_WINDOW_LOG: u32 = 27;
+
+/// The window log used for writing: level 3's own choice, pinned so that a
+/// library upgrade cannot silently exceed [`MAX_WINDOW_LOG`].
+const WINDOW_LOG: u32 = 21;
+
+/// Reader cap on the decompressed size (sdk v0.24+ default, 10 GiB).
+pub const MAX_DECODED_SIZE: u64 = 10 << 30;
+
+/// What [`write_atomic`] produced.
+pub(crate) struct Written {
+    pub(crate) size_bytes: u64,
+    pub(crate) sha256: String,
+}
+
+/// Writer that hashes and counts everything passing through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Removes the temporary file unless disarmed, so errors leave nothing behind.
+struct TmpGuard<'a> {
+    path: &'a Path,
+    armed: bool,
+}
+
+impl Drop for TmpGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // Best effort: the error that got us here is more useful than this one.
+            let _ = fs::remove_file(self.path);
+        }
+    }
+}
+
+/// `<out>.tmp`, in the same directory so the final rename is atomic.
+pub(crate) fn tmp_path(out: &Path) -> Result<PathBuf> {
+    let name = out
+        .file_name()
+        .ok_or_else(|| C1zError::InvalidOutputPath(out.to_path_buf()))?;
+    let mut tmp = name.to_os_string();
+    tmp.push(".tmp");
+    Ok(out.with_file_name(tmp))
+}
+
+/// The directory `out` lives in (`.` for a bare file name).
+pub(crate) fn parent_dir(out: &Path) -> Result<PathBuf> {
+    if out.file_name().is_none() {
+        return Err(C1zError::InvalidOutputPath(out.to_path_buf()));
+    }
+    Ok(match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    })
+}
+
+/// Compresses the SQLite file `db` into `out`: writes `<out>.tmp` (mode 0644),
+/// fsyncs it, renames it over `out` and fsyncs the directory. On error the
+/// temporary file is removed and `out` is untouched.
+pub(crate) fn write_atomic(db: &Path, out: &Path) -> Result<Written> {
+    let tmp = tmp_path(out)?;
+    let dir = parent_dir(out)?;
+    let mut guard = TmpGuard {
+        path: &tmp,
+        armed: true,
+    };
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(|e| C1zError::io("create", &tmp, e))?;
+    // The umask may have narrowed the mode; readers in other containers need 0644.
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(|e| C1zError::io("chmod", &tmp, e))?;
+    let input = File::open(db).map_err(|e| C1zError::io("open", db, e))?;
+    let written = compress(input, file, &tmp)?;
+    fs::rename(&tmp, out).map_err(|e| C1zError::io("rename", out, e))?;
+    guard.armed = false;
+    // Persist the rename itself; without this a crash could resurrect the old file.
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| C1zError::io("fsync", &dir, e))?;
+    Ok(written)
+}
+
+/// Streams `input` into `file` behind the magic as a single zstd frame, then fsyncs.
+fn compress(input: File, file: File, path: &Path) -> Result<Written> {
+    let io_err = |e| C1zError::io("write", path, e);
+    let mut out = HashingWriter {
+        inner: io::BufWriter::new(file),
+        hasher: Sha256::new(),
+        written: 0,
+    };
+    out.write_all(&MAGIC).map_err(io_err)?;
+    let mut encoder = zstd::stream::Encoder::new(out, LEVEL).map_err(io_err)?;
+    encoder.window_log(WINDOW_LOG).map_err(io_err)?;
+    encoder.include_checksum(true).map_err(io_err)?;
+    io::copy(&mut BufReader::new(input), &mut encoder).map_err(io_err)?;
+    let mut out = encoder.finish().map_err(io_err)?;
+    out.flush().map_err(io_err)?;
+    let HashingWriter {
+        inner,
+        hasher,
+        written,
+    } = out;
+    let file = inner.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.sync_all()
+        .map_err(|e| C1zError::io("fsync", path, e))?;
+    Ok(Written {
+        size_bytes: written,
+        sha256: hex(&hasher.finalize()),
+    })
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks the magic of `src` and decompresses the rest into `dest`, refusing
+/// windows above [`MAX_WINDOW_LOG`] and output above `limit` bytes.
+pub(crate) fn decompress(src: &Path, dest: &Path, limit: u64) -> Result<u64> {
+    let file = File::open(src).map_err(|e| C1zError::io("open", src, e))?;
+    let mut reader = BufReader::new(file);
+    let mut magic = [0u8; 5];
+    reader.read_exact(&mut magic).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => C1zError::BadMagic,
+        _ => C1zError::io("read", src, e),
+    })?;
+    if magic != MAGIC {
+        return Err(C1zError::BadMagic);
+    }
+    let io_err = |e| C1zError::io("decompress", src, e);
+    let mut decoder = zstd::stream::Decoder::with_buffer(reader).map_err(io_err)?;
+    decoder.window_log_max(MAX_WINDOW_LOG).map_err(io_err)?;
+    let out = File::create(dest).map_err(|e| C1zError::io("create", dest, e))?;
+    let mut out = io::BufWriter::new(out);
+    // One byte past the cap tells "exactly at the cap" from "over it".
+    let copied = io::copy(&mut decoder.take(limit.saturating_add(1)), &mut out).map_err(io_err)?;
+    if copied > limit {
+        return Err(C1zError::TooLarge { limit });
+    }
+    out.flush().map_err(|e| C1zError::io("write", dest, e))?;
+    Ok(copied)
+}

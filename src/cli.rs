@@ -1,0 +1,277 @@
+//! The command line: `run`, `sync` and `crd`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::site::SitePolicy;
+
+/// Syncs Confluence Cloud users, groups, memberships, spaces and space permissions into
+/// c1z snapshots that ConductorOne's baton tooling reads.
+#[derive(Debug, Parser)]
+#[command(name = "confluence-operator", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller: watch ConfluenceConnector resources and sync their sites.
+    Run(RunArgs),
+    /// Sync one site once, without a cluster, and write a c1z snapshot.
+    ///
+    /// The API token is read from the environment variable CONFLUENCE_API_TOKEN or from
+    /// --api-token-file; it is never accepted as a flag, so it cannot leak through the
+    /// process list. Prints a JSON summary on success; exits non-zero with the error class
+    /// on failure.
+    Sync(SyncArgs),
+    /// Print every CustomResourceDefinition as YAML.
+    Crd,
+}
+
+/// Output format of log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which sites may be synced. Without these flags only `https://<name>.atlassian.net`
+/// is accepted, so a resource author cannot send the operator's requests (and a
+/// token) to an arbitrary host.
+#[derive(Debug, Args, Clone)]
+pub struct SiteArgs {
+    /// For tests and development only: also accept this exact host (e.g. `127.0.0.1`) or
+    /// domain suffix starting with a dot (e.g. `.wiki.example.internal`); such sites may
+    /// carry a port. Repeatable.
+    #[arg(
+        long = "allowed-site-suffix",
+        value_name = "SUFFIX",
+        env = "CONFLUENCE_OPERATOR_ALLOWED_SITE_SUFFIX",
+        value_delimiter = ','
+    )]
+    pub allowed_site_suffixes: Vec<String>,
+
+    /// For tests and development only: permit `http://` for sites allowed by
+    /// --allowed-site-suffix.
+    #[arg(long, env = "CONFLUENCE_OPERATOR_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
+}
+
+impl SiteArgs {
+    /// The site policy these flags describe.
+    pub fn policy(&self) -> SitePolicy {
+        SitePolicy {
+            allowed_suffixes: self.allowed_site_suffixes.clone(),
+            allow_insecure_http: self.allow_insecure_http,
+        }
+    }
+}
+
+/// Flags of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Watch only this namespace. Repeatable; default all namespaces.
+    #[arg(
+        long = "namespace",
+        value_name = "NS",
+        env = "CONFLUENCE_OPERATOR_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8080",
+        env = "CONFLUENCE_OPERATOR_HTTP_ADDR"
+    )]
+    pub http_addr: SocketAddr,
+
+    /// How many connectors may sync at the same time.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256), env = "CONFLUENCE_OPERATOR_CONCURRENCY")]
+    pub concurrency: u16,
+
+    /// Directory for snapshots: <data-dir>/<namespace>/<name>/<syncId>.c1z.
+    #[arg(
+        long,
+        default_value = "/var/lib/confluence-operator",
+        env = "CONFLUENCE_OPERATOR_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+
+    /// How many snapshots to keep per connector (the newest ones).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..), env = "CONFLUENCE_OPERATOR_SNAPSHOT_RETENTION")]
+    pub snapshot_retention: u16,
+
+    /// Reconcile only while holding a Lease, so several replicas can run with one active.
+    #[arg(long, env = "CONFLUENCE_OPERATOR_LEADER_ELECT")]
+    pub leader_elect: bool,
+
+    /// Namespace of the leader-election Lease (default: the pod's namespace).
+    #[arg(
+        long,
+        value_name = "NS",
+        env = "CONFLUENCE_OPERATOR_LEADER_ELECTION_NAMESPACE"
+    )]
+    pub leader_election_namespace: Option<String>,
+
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "CONFLUENCE_OPERATOR_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Which sites are accepted.
+    #[command(flatten)]
+    pub site: SiteArgs,
+}
+
+/// Flags of `sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The site: `acme`, `acme.atlassian.net` or `https://acme.atlassian.net`.
+    #[arg(long)]
+    pub site: String,
+
+    /// The Atlassian account email of a site administrator.
+    #[arg(long)]
+    pub username: String,
+
+    /// Where to write the snapshot (replaced atomically; left untouched on failure).
+    #[arg(long, value_name = "FILE.c1z")]
+    pub output: PathBuf,
+
+    /// Read the API token from this file instead of CONFLUENCE_API_TOKEN.
+    #[arg(long, value_name = "PATH")]
+    pub api_token_file: Option<PathBuf>,
+
+    /// Skip spaces and space permissions (like spec.sync.spaces: false).
+    #[arg(long)]
+    pub no_spaces: bool,
+
+    /// Leave personal spaces out (like spec.sync.skipPersonalSpaces: true).
+    #[arg(long)]
+    pub skip_personal_spaces: bool,
+
+    /// Requests in flight at once against the site.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// Give up after this long (Go-style duration such as 30m).
+    #[arg(long, default_value = "30m", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
+
+    /// Log line format (logs go to standard error; the summary to standard output).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Which sites are accepted.
+    #[command(flatten)]
+    pub site_policy: SiteArgs,
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    crate::api::duration::parse_duration(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults_match_the_design() {
+        let cli = Cli::try_parse_from(["confluence-operator", "run"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.http_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(args.concurrency, 4);
+        assert_eq!(args.snapshot_retention, 3);
+        assert_eq!(args.data_dir, PathBuf::from("/var/lib/confluence-operator"));
+        assert!(args.namespaces.is_empty() && !args.leader_elect);
+        assert_eq!(args.site.policy(), SitePolicy::default());
+    }
+
+    #[test]
+    fn repeatable_flags() {
+        let cli = Cli::try_parse_from([
+            "confluence-operator",
+            "run",
+            "--namespace",
+            "a",
+            "--namespace",
+            "b",
+            "--allowed-site-suffix",
+            "127.0.0.1",
+            "--allow-insecure-http",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.namespaces, ["a", "b"]);
+        assert_eq!(args.site.allowed_site_suffixes, ["127.0.0.1"]);
+        assert!(args.site.allow_insecure_http);
+    }
+
+    #[test]
+    fn sync_requires_site_username_output_and_has_no_token_flag() {
+        assert!(Cli::try_parse_from(["confluence-operator", "sync", "--site", "acme"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "confluence-operator",
+                "sync",
+                "--site",
+                "a",
+                "--username",
+                "u",
+                "--output",
+                "o.c1z",
+                "--api-token",
+                "x",
+            ])
+            .is_err()
+        );
+        let cli = Cli::try_parse_from([
+            "confluence-operator",
+            "sync",
+            "--site",
+            "a",
+            "--username",
+            "u",
+            "--output",
+            "o.c1z",
+            "--timeout",
+            "5m",
+        ])
+        .unwrap();
+        let Command::Sync(args) = cli.command else {
+            panic!("not sync")
+        };
+        assert_eq!(args.timeout, std::time::Duration::from_secs(300));
+        assert_eq!(args.concurrency, 8);
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        assert!(Cli::try_parse_from(["confluence-operator", "run", "--concurrency", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from(["confluence-operator", "run", "--log-format", "xml"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["confluence-operator", "run", "--http-addr", "nope"]).is_err()
+        );
+    }
+}
