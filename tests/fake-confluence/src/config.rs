@@ -172,6 +172,9 @@ pub struct Quirks {
     pub anonymous_site: bool,
     /// Silent cap on `GET /group` page size (the requested limit is still echoed).
     pub group_page_cap: usize,
+    /// `GET /group` sends `next` on every page, the last and empty ones included
+    /// (quirk: "`next` with 0 results"); clients must stop on an empty page.
+    pub group_next_always: bool,
     /// Silent cap on `search/user` page size.
     pub search_page_cap: usize,
     /// `search/user` finds at most this many users ("up to 10k").
@@ -192,6 +195,7 @@ impl Default for Quirks {
             v1_auth_failure: AuthFailureMode::default(),
             anonymous_site: false,
             group_page_cap: 1000,
+            group_next_always: false,
             search_page_cap: 100,
             search_ceiling: 10_000,
             members_max_limit: 200,

@@ -77,8 +77,10 @@ impl RateLimiter {
             });
         bucket.tokens = (bucket.tokens + (now - bucket.last).max(0.0) * rate).min(capacity);
         bucket.last = now;
-        if bucket.tokens >= cost {
-            bucket.tokens -= cost;
+        // The epsilon absorbs float error so that advancing the clock by exactly the
+        // refill time always frees the token.
+        if bucket.tokens + 1e-9 >= cost {
+            bucket.tokens = (bucket.tokens - cost).max(0.0);
             Decision::Allowed {
                 limit: cfg.capacity,
                 remaining: bucket.tokens.floor() as u32,

@@ -98,7 +98,7 @@ pub async fn groups(State(st): St, headers: HeaderMap, RawQuery(q): RawQuery) ->
         (Ok(s), Ok(l)) => (s, l),
         (Err(v), _) | (_, Err(v)) => return bad_number(&v),
     };
-    let cap = st.quirks().group_page_cap;
+    let quirks = st.quirks();
     let tenant = read(&st.tenant);
     // accessType semantics are unverified; admin groups are the plausible answer.
     let filtered: Vec<&crate::model::Group> = match p.get("accessType") {
@@ -112,11 +112,12 @@ pub async fn groups(State(st): St, headers: HeaderMap, RawQuery(q): RawQuery) ->
     let page: Vec<Value> = filtered
         .iter()
         .skip(start)
-        .take(limit.min(cap))
+        .take(limit.min(quirks.group_page_cap))
         .map(|g| group_v1(g, &base))
         .collect();
     let size = page.len();
-    let next = (size > 0 && start + size < filtered.len()).then(|| {
+    let rows_remain = size > 0 && start + size < filtered.len();
+    let next = (rows_remain || quirks.group_next_always).then(|| {
         format!(
             "/rest/api/group?next=true&limit={limit}&start={}",
             start + size

@@ -245,6 +245,23 @@ async fn groups_silent_cap_echoes_requested_limit() {
 }
 
 #[tokio::test]
+async fn groups_next_on_an_empty_page_when_toggled() {
+    let api = start(data(50, 4, 0)).await;
+    api.fake.update_quirks(|q| q.group_next_always = true);
+    let last = api.json("/wiki/rest/api/group?limit=4").await;
+    assert_eq!(
+        last["_links"]["next"],
+        "/rest/api/group?next=true&limit=4&start=4"
+    );
+    let empty = api.json("/wiki/rest/api/group?limit=4&start=4").await;
+    assert_eq!(empty["size"], 0);
+    assert!(
+        empty["_links"].get("next").is_some(),
+        "stop on the empty page"
+    );
+}
+
+#[tokio::test]
 async fn group_by_id_found_unknown_and_malformed() {
     let api = start(FakeConfig::default()).await;
     let g = group_named(&api, "site-admins").await;
