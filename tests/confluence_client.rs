@@ -561,3 +561,24 @@ async fn space_roles_are_empty_when_not_available_and_listed_when_they_are() {
     let page = roles.next_page().await.expect("roles").expect("some roles");
     assert!(page.iter().all(|r| r.id.is_some() && r.name.is_some()));
 }
+
+#[tokio::test]
+async fn a_next_link_on_every_group_page_still_ends_on_the_empty_page() {
+    let mut cfg = FakeConfig::preset(Preset::Small);
+    cfg.quirks.group_page_cap = 6;
+    cfg.quirks.group_next_always = true;
+    let fake = start(cfg).await;
+    let client = client_for(&fake);
+    let mut pager = client.groups().expect("pager");
+    let mut ids = BTreeSet::new();
+    while let Some(page) = pager.next_page().await.expect("page") {
+        ids.extend(page.into_iter().filter_map(|g| g.id));
+    }
+    let truth = fake.truth();
+    assert_eq!(ids.len(), truth.groups.count);
+    assert_eq!(pager.stop_reason(), Some(StopReason::EmptyPage));
+    assert_eq!(
+        fake.stats().route_total("GET", GROUPS_ROUTE) as usize,
+        truth.groups.count.div_ceil(6) + 1
+    );
+}
