@@ -179,3 +179,77 @@ pub(crate) fn decompress(src: &Path, dest: &Path, limit: u64) -> Result<u64> {
     out.flush().map_err(|e| C1zError::io("write", dest, e))?;
     Ok(copied)
 }
+
+/// Prefix of the hidden work directories writers create next to their output.
+pub(crate) const WORK_DIR_PREFIX: &str = ".c1z-work-";
+
+/// Removes what crashed writers left in `dir`: `.c1z-work-*` directories and
+/// `*.c1z.tmp` files. Dropped writers clean up after themselves, but a killed
+/// process cannot. Call it only while no writer targets `dir`. Returns the
+/// number of entries removed.
+pub fn remove_leftovers(dir: &Path) -> Result<u64> {
+    let mut removed = 0;
+    let entries = fs::read_dir(dir).map_err(|e| C1zError::io("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| C1zError::io("list", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        let file_type = entry
+            .file_type()
+            .map_err(|e| C1zError::io("stat", &path, e))?;
+        if file_type.is_dir() && name.starts_with(WORK_DIR_PREFIX) {
+            fs::remove_dir_all(&path).map_err(|e| C1zError::io("remove", &path, e))?;
+            removed += 1;
+        } else if file_type.is_file() && name.ends_with(".c1z.tmp") {
+            fs::remove_file(&path).map_err(|e| C1zError::io("remove", &path, e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compressed(dir: &Path, content: &[u8]) -> PathBuf {
+        let db = dir.join("in.db");
+        let out = dir.join("out.c1z");
+        fs::write(&db, content).expect("write");
+        write_atomic(&db, &out).expect("compress");
+        out
+    }
+
+    #[test]
+    fn decompress_enforces_the_size_cap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = compressed(dir.path(), &[7u8; 4096]);
+        let dest = dir.path().join("back.db");
+        assert_eq!(decompress(&out, &dest, 4096).expect("at the cap"), 4096);
+        assert_eq!(fs::read(&dest).expect("read"), vec![7u8; 4096]);
+        assert!(matches!(
+            decompress(&out, &dest, 4095),
+            Err(C1zError::TooLarge { limit: 4095 })
+        ));
+    }
+
+    #[test]
+    fn stale_tmp_is_overwritten_and_leftovers_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("out.c1z.tmp"), b"stale").expect("seed");
+        let out = compressed(dir.path(), b"data");
+        assert!(!tmp_path(&out).expect("tmp").exists());
+
+        fs::create_dir(dir.path().join(".c1z-work-abc")).expect("mkdir");
+        fs::write(dir.path().join(".c1z-work-abc/snapshot.db"), b"x").expect("seed");
+        fs::write(dir.path().join("old.c1z.tmp"), b"x").expect("seed");
+        assert_eq!(remove_leftovers(dir.path()).expect("clean"), 2);
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .expect("ls")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["in.db", "out.c1z"]);
+    }
+}

@@ -27,7 +27,10 @@ mod schema;
 mod time;
 mod writer;
 
-pub use container::{MAGIC, MAX_DECODED_SIZE, MAX_WINDOW_LOG};
+#[cfg(test)]
+mod tests;
+
+pub use container::{MAGIC, MAX_DECODED_SIZE, MAX_WINDOW_LOG, remove_leftovers};
 pub use error::{C1zError, Result};
 pub use ksuid::new_ksuid;
 pub use reader::{

@@ -135,7 +135,7 @@ impl SnapshotWriter {
         container::tmp_path(output_path)?;
         let dir = container::parent_dir(output_path)?;
         let work = tempfile::Builder::new()
-            .prefix(".c1z-work-")
+            .prefix(container::WORK_DIR_PREFIX)
             .tempdir_in(&dir)
             .map_err(|e| C1zError::io("create work directory in", &dir, e))?;
         let conn = Connection::open(work.path().join(WORK_DB))?;
@@ -296,8 +296,11 @@ impl SnapshotWriter {
         self.insert_resource(&model::space_role_resource(role))
     }
 
-    /// Expands group grants, records the finished sync run, and publishes the
-    /// compressed file atomically (see the module docs of the container).
+    /// Expands group grants to their members, records the finished full sync
+    /// run, closes the database in `journal_mode=DELETE`, and publishes it:
+    /// magic + one zstd frame (level 3) written to `<out>.tmp` (mode 0644),
+    /// fsynced and renamed over `<out>`. On error nothing is left behind and an
+    /// existing `<out>` is untouched.
     pub fn finish(mut self) -> Result<SnapshotInfo> {
         self.commit()?;
         self.conn.execute_batch("BEGIN")?;

@@ -1,0 +1,8 @@
+//! End-to-end tests of the c1z layer: write with `SnapshotWriter`, read back with `Snapshot`.
+
+mod atomic;
+mod expansion;
+mod rows;
+mod schema;
+mod support;
+mod volume;
