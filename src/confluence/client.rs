@@ -133,19 +133,10 @@ impl ConfluenceClient {
     }
 
     /// Spaces the account can view: `GET /wiki/api/v2/spaces`, cursor pages of 250,
-    /// optionally only the given types (empty = all).
-    pub fn spaces(&self, types: &[SpaceType]) -> Result<Pager<Space>, ConfluenceError> {
-        let joined = types
-            .iter()
-            .map(SpaceType::as_str)
-            .collect::<Vec<_>>()
-            .join(",");
-        let query: &[(&str, &str)] = if types.is_empty() {
-            &[]
-        } else {
-            &[("type", &joined)]
-        };
-        let url = self.url(&["wiki", "api", "v2", "spaces"], query)?;
+    /// optionally of one type only. Skipping personal spaces is the caller's business.
+    pub fn spaces(&self, kind: Option<&SpaceType>) -> Result<Pager<Space>, ConfluenceError> {
+        let query: Vec<(&str, &str)> = kind.map(|k| ("type", k.as_str())).into_iter().collect();
+        let url = self.url(&["wiki", "api", "v2", "spaces"], &query)?;
         Ok(Pager::v2(
             self.inner.clone(),
             Route::Spaces,

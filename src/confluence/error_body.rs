@@ -158,6 +158,8 @@ pub(crate) fn classify(status: u16, summary: &BodySummary) -> FailureKind {
         404 => FailureKind::NotFound,
         429 => FailureKind::RateLimited,
         400 | 405 | 415 | 422 => FailureKind::BadRequest,
+        // 501 (not implemented / not enabled) will not change on a retry.
+        501 => FailureKind::Other,
         500..=599 => FailureKind::Server,
         _ => FailureKind::Other,
     }
@@ -265,6 +267,7 @@ mod tests {
         assert_eq!(kind(502, "<html>bad gateway</html>").0, FailureKind::Server);
         assert_eq!(kind(415, "").0, FailureKind::BadRequest);
         assert_eq!(kind(409, "{}").0, FailureKind::Other);
+        assert_eq!(kind(501, "app not enabled").0, FailureKind::Other);
     }
 
     #[test]

@@ -47,6 +47,14 @@ enum BodyError {
     Transport(reqwest::Error),
 }
 
+/// What the retry loop does with an attempt.
+enum Judged<T> {
+    /// Stop with this result.
+    Done(Result<Fetched<T>, ConfluenceError>),
+    /// Consult the retry policy; report the error if it says stop.
+    Retryable(Failure, ConfluenceError),
+}
+
 /// What one attempt produced.
 enum Attempt {
     Answer {
@@ -126,72 +134,9 @@ impl Transport {
             drop(permit);
             let took_ms = sent.elapsed().as_millis() as u64;
 
-            let (failure, error) = match attempt {
-                Attempt::Answer {
-                    status,
-                    headers,
-                    body,
-                } => {
-                    debug!(
-                        method = route.method(),
-                        route = route.template(),
-                        status = status.as_u16(),
-                        took_ms,
-                        attempt = attempt_no,
-                        "confluence request"
-                    );
-                    self.note_headers(route, &headers);
-                    if status.is_success() {
-                        match serde_json::from_slice::<T>(&body) {
-                            Ok(value) => return Ok(Fetched { value, headers }),
-                            Err(e) => {
-                                if route == Route::CurrentUser && !looks_like_json(&body) {
-                                    // A site that answers the credential check with a
-                                    // web page is the wrong site, not a flaky one.
-                                    return Err(ConfluenceError::SiteMisconfigured(
-                                        self.context(route, status, &headers, &body),
-                                    ));
-                                }
-                                let error = ConfluenceError::Malformed {
-                                    method: route.method(),
-                                    route: route.template(),
-                                    detail: shorten(&e.to_string()),
-                                };
-                                (Failure::Malformed, error)
-                            }
-                        }
-                    } else {
-                        match self.failed_answer(route, status, &headers, &body) {
-                            Ok(pair) => pair,
-                            Err(final_error) => return Err(final_error),
-                        }
-                    }
-                }
-                Attempt::Broken(e) => {
-                    debug!(
-                        method = route.method(),
-                        route = route.template(),
-                        took_ms,
-                        attempt = attempt_no,
-                        timeout = e.is_timeout(),
-                        connect = e.is_connect(),
-                        "confluence request failed in transport"
-                    );
-                    self.counters.transient();
-                    let error = ConfluenceError::Network {
-                        method: route.method(),
-                        route: route.template(),
-                        source: e.without_url(),
-                    };
-                    (Failure::Transient { retry_after: None }, error)
-                }
-                Attempt::TooLarge => {
-                    return Err(ConfluenceError::ResponseTooLarge {
-                        method: route.method(),
-                        route: route.template(),
-                        limit: self.max_response_bytes,
-                    });
-                }
+            let (failure, error) = match self.judge::<T>(route, attempt, attempt_no, took_ms) {
+                Judged::Done(result) => return result,
+                Judged::Retryable(failure, error) => (failure, error),
             };
 
             match state.on_failure(failure, started.elapsed(), random_jitter()) {
@@ -225,11 +170,85 @@ impl Transport {
         }
     }
 
+    /// Turns one attempt into a final result or a retryable failure.
+    fn judge<T: DeserializeOwned>(
+        &self,
+        route: Route,
+        attempt: Attempt,
+        attempt_no: u32,
+        took_ms: u64,
+    ) -> Judged<T> {
+        let (status, headers, body) = match attempt {
+            Attempt::Answer {
+                status,
+                headers,
+                body,
+            } => (status, headers, body),
+            Attempt::Broken(e) => {
+                debug!(
+                    method = route.method(),
+                    route = route.template(),
+                    took_ms,
+                    attempt = attempt_no,
+                    timeout = e.is_timeout(),
+                    connect = e.is_connect(),
+                    "confluence request failed in transport"
+                );
+                self.counters.transient();
+                let error = ConfluenceError::Network {
+                    method: route.method(),
+                    route: route.template(),
+                    source: e.without_url(),
+                };
+                return Judged::Retryable(Failure::Transient { retry_after: None }, error);
+            }
+            Attempt::TooLarge => {
+                return Judged::Done(Err(ConfluenceError::ResponseTooLarge {
+                    method: route.method(),
+                    route: route.template(),
+                    limit: self.max_response_bytes,
+                }));
+            }
+        };
+        debug!(
+            method = route.method(),
+            route = route.template(),
+            status = status.as_u16(),
+            took_ms,
+            attempt = attempt_no,
+            "confluence request"
+        );
+        self.note_headers(route, &headers);
+        if !status.is_success() {
+            return match self.failed_answer(route, status, &headers, &body) {
+                Ok((failure, error)) => Judged::Retryable(failure, error),
+                Err(final_error) => Judged::Done(Err(final_error)),
+            };
+        }
+        match serde_json::from_slice::<T>(&body) {
+            Ok(value) => Judged::Done(Ok(Fetched { value, headers })),
+            // A site that answers the credential check with a web page is the wrong
+            // site, not a flaky one: no retry.
+            Err(_) if route == Route::CurrentUser && !looks_like_json(&body) => Judged::Done(Err(
+                ConfluenceError::SiteMisconfigured(self.context(route, status, &headers, &body)),
+            )),
+            Err(e) => Judged::Retryable(
+                Failure::Malformed,
+                ConfluenceError::Malformed {
+                    method: route.method(),
+                    route: route.template(),
+                    detail: shorten(&e.to_string()),
+                },
+            ),
+        }
+    }
+
     /// Sends one request and reads its body under the cap.
     async fn attempt(&self, route: Route, url: &Url) -> Attempt {
         let mut request = self.http.get(url.clone());
         if route != Route::TenantInfo {
-            // The only place the token is exposed: reqwest marks the header sensitive.
+            // reqwest marks the Authorization header sensitive, keeping it out of its
+            // own Debug output; the token is otherwise exposed only by `scrub`.
             request = request.basic_auth(&self.username, Some(self.token.expose_secret()));
         }
         let mut response = match request.send().await {

@@ -7,7 +7,7 @@
 //! per-future retry combinator cannot express without fighting it.
 //!
 //! Chosen policy (documented deviation from §6's "other 5xx only with Retry-After"):
-//! every 5xx on a GET is retried, because reads are idempotent and the sync must
+//! every 5xx on a GET except 501 is retried, because reads are idempotent and the sync must
 //! survive a share of random 500s; a persistent 500 still ends after `max_attempts`.
 
 use std::time::{Duration, SystemTime};
