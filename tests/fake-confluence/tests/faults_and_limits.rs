@@ -27,8 +27,8 @@ fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     r.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-#[tokio::test]
-async fn rate_limit_429_carries_every_header() {
+/// A fake with a 2-token bucket that has just answered 429 on `GROUPS`.
+async fn throttled() -> (common::Api, reqwest::Response) {
     let api = start(limited(2)).await;
     api.fake.freeze_clock();
     for _ in 0..2 {
@@ -36,24 +36,51 @@ async fn rate_limit_429_carries_every_header() {
     }
     let r = api.get(GROUPS).await;
     assert_eq!(r.status(), 429);
-    assert_eq!(
-        header(&r, "retry-after"),
-        Some("1"),
-        "ceil of 1 token at 1/s"
-    );
+    (api, r)
+}
+
+#[tokio::test]
+async fn rate_limit_retry_after_is_whole_seconds_rounded_up() {
+    let (api, r) = throttled().await;
+    assert_eq!(header(&r, "retry-after"), Some("1"), "1 token at 1/s");
+    assert_eq!(api.fake.stats().rate_limited, 1);
+}
+
+#[tokio::test]
+async fn rate_limit_limit_header() {
+    let (_api, r) = throttled().await;
     assert_eq!(header(&r, "x-ratelimit-limit"), Some("2"));
+}
+
+#[tokio::test]
+async fn rate_limit_remaining_header_is_zero() {
+    let (_api, r) = throttled().await;
     assert_eq!(header(&r, "x-ratelimit-remaining"), Some("0"));
+}
+
+#[tokio::test]
+async fn rate_limit_reset_header_format() {
+    let (_api, r) = throttled().await;
     let reset = header(&r, "x-ratelimit-reset").expect("reset header");
     assert!(
         chrono::NaiveDateTime::parse_from_str(reset, "%Y-%m-%dT%H:%MZ").is_ok(),
         "yyyy-MM-ddTHH:mmZ, got {reset}"
     );
+}
+
+#[tokio::test]
+async fn rate_limit_reason_header() {
+    let (_api, r) = throttled().await;
     assert_eq!(
         header(&r, "ratelimit-reason"),
         Some("confluence-quota-tenant-based")
     );
+}
+
+#[tokio::test]
+async fn rate_limit_near_limit_header_on_429() {
+    let (_api, r) = throttled().await;
     assert_eq!(header(&r, "x-ratelimit-nearlimit"), Some("true"));
-    assert_eq!(api.fake.stats().rate_limited, 1);
 }
 
 #[tokio::test]
@@ -119,59 +146,64 @@ async fn fault_503_with_retry_after_on_a_scripted_call() {
     assert_eq!(api.fake.stats().faults_injected, 1);
 }
 
-#[tokio::test]
-async fn fault_500_with_and_without_retry_after() {
-    let api = start(FakeConfig::default()).await;
-    api.fake.set_faults(vec![
-        FaultRule::on_calls(
-            GROUPS,
-            &[1],
-            FaultKind::Status {
-                status: 500,
-                retry_after_secs: Some(2),
-            },
-        ),
-        FaultRule::on_calls(
-            GROUPS,
-            &[2],
-            FaultKind::Status {
-                status: 500,
-                retry_after_secs: None,
-            },
-        ),
-    ]);
-    let first = api.get(GROUPS).await;
-    assert_eq!(first.status(), 500);
-    assert_eq!(header(&first, "retry-after"), Some("2"));
-    let body: Value = first.json().await.expect("json");
-    assert_eq!(body["reason"], "Internal Server Error");
-    let second = api.get(GROUPS).await;
-    assert_eq!(second.status(), 500);
-    assert!(header(&second, "retry-after").is_none());
+fn status_fault(status: u16, retry_after_secs: Option<u64>) -> FaultKind {
+    FaultKind::Status {
+        status,
+        retry_after_secs,
+    }
 }
 
 #[tokio::test]
-async fn fault_502_and_504() {
+async fn fault_500_with_retry_after() {
     let api = start(FakeConfig::default()).await;
-    api.fake.set_faults(vec![
-        FaultRule::on_calls(
-            USER,
-            &[1],
-            FaultKind::Status {
-                status: 502,
-                retry_after_secs: None,
-            },
-        ),
-        FaultRule::on_calls(
-            USER,
-            &[2],
-            FaultKind::Status {
-                status: 504,
-                retry_after_secs: None,
-            },
-        ),
-    ]);
-    assert_eq!(api.get(USER).await.status(), 502);
+    api.fake.set_faults(vec![FaultRule::on_calls(
+        GROUPS,
+        &[1],
+        status_fault(500, Some(2)),
+    )]);
+    let r = api.get(GROUPS).await;
+    assert_eq!(r.status(), 500);
+    assert_eq!(header(&r, "retry-after"), Some("2"));
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["reason"], "Internal Server Error");
+}
+
+#[tokio::test]
+async fn fault_500_without_retry_after() {
+    let api = start(FakeConfig::default()).await;
+    api.fake.set_faults(vec![FaultRule::on_calls(
+        GROUPS,
+        &[1],
+        status_fault(500, None),
+    )]);
+    let r = api.get(GROUPS).await;
+    assert_eq!(r.status(), 500);
+    assert!(header(&r, "retry-after").is_none());
+    assert_eq!(api.get(GROUPS).await.status(), 200);
+}
+
+#[tokio::test]
+async fn fault_502() {
+    let api = start(FakeConfig::default()).await;
+    api.fake.set_faults(vec![FaultRule::on_calls(
+        USER,
+        &[1],
+        status_fault(502, None),
+    )]);
+    let r = api.get(USER).await;
+    assert_eq!(r.status(), 502);
+    assert!(header(&r, "retry-after").is_none());
+    assert_eq!(api.get(USER).await.status(), 200);
+}
+
+#[tokio::test]
+async fn fault_504() {
+    let api = start(FakeConfig::default()).await;
+    api.fake.set_faults(vec![FaultRule::on_calls(
+        USER,
+        &[1],
+        status_fault(504, None),
+    )]);
     assert_eq!(api.get(USER).await.status(), 504);
     assert_eq!(api.get(USER).await.status(), 200);
 }
