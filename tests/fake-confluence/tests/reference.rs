@@ -35,10 +35,13 @@ const CAPPED_CLIENT: Sizes = Sizes {
     permissions: 50,
 };
 
-/// GET as the reference does: Basic auth plus its write headers on every request.
+/// GET as the reference does: Basic auth plus its write headers on every request. The
+/// SDK's `WithJSONResponse` rejects any answer (errors included) whose Content-Type is
+/// not JSON before the connector sees its status, so every answer must be JSON.
 async fn get(api: &Api, path: &str) -> reqwest::Response {
     let c = api.fake.credential();
-    api.http
+    let r = api
+        .http
         .get(api.url(path))
         .basic_auth(&c.email, Some(&c.token))
         .header("Accept", "application/json")
@@ -46,7 +49,14 @@ async fn get(api: &Api, path: &str) -> reqwest::Response {
         .header("Content-Type", "application/json")
         .send()
         .await
-        .expect("request")
+        .expect("request");
+    let ctype = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(ctype.starts_with("application/json"), "GET {path}: {ctype}");
+    r
 }
 
 async fn get_json(api: &Api, path: &str) -> Value {
