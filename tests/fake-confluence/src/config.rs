@@ -42,6 +42,10 @@ pub struct DataConfig {
     pub spaces: usize,
     /// Share of `spaces` that are personal spaces (each owned by a different user).
     pub personal_space_percent: u8,
+    /// If set, `spaces` counts only non-personal spaces and this share of the Atlassian
+    /// accounts get a personal space on top (the "~50 % of users" reading of the presets;
+    /// the large preset then has ~23 000 spaces).
+    pub personal_spaces_per_user_percent: Option<u8>,
     /// Inclusive range of permissions per non-personal space.
     pub permissions_per_space: (usize, usize),
     /// Replace ordinary groups with `edge-empty` (0 members), `edge-full-400` (exactly two
@@ -62,6 +66,7 @@ impl DataConfig {
             groups,
             spaces,
             personal_space_percent: 50,
+            personal_spaces_per_user_percent: None,
             permissions_per_space,
             edge_case_groups: true,
         }

@@ -349,10 +349,23 @@ fn gen_spaces(
         .map(|(i, _)| i as u32)
         .collect();
     owners.shuffle(rng);
-    let share = f64::from(cfg.personal_space_percent.min(100)) / 100.0;
+    let (total, personal) = match cfg.personal_spaces_per_user_percent {
+        // Personal spaces on top of `spaces`, for a share of the Atlassian accounts.
+        Some(pct) => {
+            let n = owners.len() * usize::from(pct.min(100)) / 100;
+            (cfg.spaces + n, n)
+        }
+        None => {
+            let n = cfg.spaces * usize::from(cfg.personal_space_percent.min(100)) / 100;
+            (cfg.spaces, n.min(owners.len()))
+        }
+    };
+    // Exact counts, in a seeded order, so personal and other spaces interleave by id.
+    let mut is_personal: Vec<bool> = (0..total).map(|i| i < personal).collect();
+    is_personal.shuffle(rng);
     let mut next_perm = FIRST_PERMISSION_ID;
-    let mut spaces = Vec::with_capacity(cfg.spaces);
-    for i in 0..cfg.spaces {
+    let mut spaces = Vec::with_capacity(total);
+    for (i, personal) in is_personal.into_iter().enumerate() {
         let id = FIRST_SPACE_ID + i as u64;
         let user_count = users.len() as u32;
         let random_user = |rng: &mut ChaCha8Rng| {
@@ -362,11 +375,7 @@ fn gen_spaces(
                 rng.random_range(0..user_count)
             }
         };
-        let personal_owner = if rng.random_bool(share) {
-            owners.pop()
-        } else {
-            None
-        };
+        let personal_owner = if personal { owners.pop() } else { None };
         let mut space = match personal_owner {
             Some(owner) => {
                 let u = &mut users[owner as usize];
@@ -511,6 +520,30 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(ids(&a), ids(&b));
+    }
+
+    #[test]
+    fn personal_space_shares() {
+        let mut cfg = DataConfig::preset(Preset::Small);
+        let t = generate(&cfg);
+        let personal = |t: &Tenant| t.spaces.iter().filter(|s| s.kind == "personal").count();
+        assert_eq!(personal(&t), 5);
+        cfg.personal_spaces_per_user_percent = Some(50);
+        let t = generate(&cfg);
+        let atlassian = t
+            .users
+            .iter()
+            .filter(|u| u.account_type == AccountType::Atlassian)
+            .count();
+        assert_eq!(personal(&t), atlassian / 2);
+        assert_eq!(t.spaces.len(), 10 + atlassian / 2);
+        let owners: HashSet<u32> = t
+            .spaces
+            .iter()
+            .filter(|s| s.kind == "personal")
+            .map(|s| s.owner)
+            .collect();
+        assert_eq!(owners.len(), atlassian / 2, "one personal space per owner");
     }
 
     #[test]

@@ -28,6 +28,10 @@ struct Args {
     groups: Option<usize>,
     #[arg(long)]
     spaces: Option<usize>,
+    /// Give this percentage of users a personal space in addition to --spaces
+    /// (default: half of --spaces are personal).
+    #[arg(long)]
+    personal_spaces_per_user: Option<u8>,
     /// EMAIL:TOKEN[:admin], repeatable. Default: admin@example.com:test-token:admin.
     #[arg(long = "credentials")]
     credentials: Vec<String>,
@@ -61,6 +65,7 @@ fn config(args: Args) -> anyhow::Result<FakeConfig> {
     data.users = args.users.unwrap_or(data.users);
     data.groups = args.groups.unwrap_or(data.groups);
     data.spaces = args.spaces.unwrap_or(data.spaces);
+    data.personal_spaces_per_user_percent = args.personal_spaces_per_user;
     let mut cfg = FakeConfig::with_data(data);
     cfg.listen = args.listen;
     if !args.credentials.is_empty() {
