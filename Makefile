@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test lint fmt-check clippy deps-check control-plane crds
+.PHONY: test lint fmt-check clippy deps-check control-plane crds bench-sync
 
 ## make test: formatting, lints, dependency rules, then every test (unit, fake-server,
 ## and integration tests against the real local control plane).
@@ -31,3 +31,8 @@ control-plane:
 ## Regenerate the committed CRD YAML from the Rust types.
 crds:
 	$(CARGO) run -q -- crd > crds/confluenceconnectors.yaml
+
+## Sync benchmark against the fake's large preset (release build); prints figures.
+bench-sync:
+	$(CARGO) build --release -p fake-confluence
+	$(CARGO) bench --bench sync

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use confluence_operator::cli::{Cli, Command};
-use confluence_operator::{api, telemetry};
+use confluence_operator::{api, sync_command, telemetry};
 
 fn main() -> ExitCode {
     // kube and reqwest share one rustls provider; installing it first avoids rustls
@@ -32,8 +32,7 @@ fn main() -> ExitCode {
         }
         Command::Sync(args) => {
             telemetry::init(args.log_format);
-            eprintln!("error: `sync` is not implemented in this version yet");
-            ExitCode::from(2)
+            sync_command::run(args)
         }
     }
 }

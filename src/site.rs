@@ -29,6 +29,11 @@ impl SiteOrigin {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The origin as a URL for the HTTP client.
+    pub fn url(&self) -> Result<url::Url, InvalidSite> {
+        url::Url::parse(&self.0).map_err(|e| InvalidSite::new(&self.0, e.to_string()))
+    }
 }
 
 impl fmt::Display for SiteOrigin {

@@ -1,0 +1,209 @@
+//! Sync benchmark: prints figures, asserts nothing.
+//!
+//! Runs the sync engine against the fake Confluence server started as a separate process
+//! (so the peak RSS printed is the sync's own), with per-request latency and a rate
+//! limit, and compares the requests made with the pages the tenant needs.
+//!
+//! Run with `make bench-sync`. Settings (environment): `BENCH_PRESET` (large),
+//! `BENCH_LATENCY_MS` (20), `BENCH_RATE_LIMIT` per route and second (200),
+//! `BENCH_BURST` (100), `BENCH_CONCURRENCY` (8), `FAKE_CONFLUENCE_BIN` (the fake's binary).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use confluence_operator::confluence::{ClientConfig, ConfluenceClient};
+use confluence_operator::sync::{SyncOptions, run_sync};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+struct Settings {
+    preset: String,
+    latency_ms: u64,
+    rate_limit: f64,
+    burst: u32,
+    concurrency: usize,
+    fake_bin: String,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The fake as a child process; killed on drop.
+struct FakeProcess {
+    child: Child,
+    base_url: String,
+}
+
+impl Drop for FakeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_fake(s: &Settings, preset: &str) -> Result<FakeProcess, String> {
+    let mut child = Command::new(&s.fake_bin)
+        .args(["--listen", "127.0.0.1:0", "--preset", preset])
+        .args(["--latency-ms", &s.latency_ms.to_string()])
+        .args([
+            "--rate-limit",
+            &s.rate_limit.to_string(),
+            "--burst",
+            &s.burst.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "cannot start {}: {e} (build it with `cargo build --release -p fake-confluence`)",
+                s.fake_bin
+            )
+        })?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let base_url = line
+        .trim()
+        .strip_prefix("LISTENING ")
+        .ok_or(format!("unexpected fake output {line:?}"))?
+        .to_string();
+    Ok(FakeProcess { child, base_url })
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+async fn fetch_json(url: &str) -> Result<serde_json::Value, String> {
+    let body = reqwest::get(url)
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&body).map_err(|e| e.to_string())
+}
+
+async fn bench_ours(s: &Settings, preset: &str) -> Result<f64, String> {
+    let fake = start_fake(s, preset)?;
+    let url = url::Url::parse(&fake.base_url).map_err(|e| e.to_string())?;
+    let mut config = ClientConfig::new(
+        url,
+        "admin@example.com",
+        SecretString::from("test-token".to_string()),
+    );
+    config.max_in_flight = s.concurrency;
+    let client = ConfluenceClient::new(config).map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let out = dir.path().join("bench.c1z");
+    let options = SyncOptions {
+        concurrency: s.concurrency,
+        ..SyncOptions::default()
+    };
+    let report = run_sync(&client, &options, &out, &CancellationToken::new())
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let stats = fetch_json(&format!("{}/__fake/stats", fake.base_url)).await?;
+    let needed = fetch_json(&format!("{}/__fake/pages", fake.base_url))
+        .await
+        .ok();
+    println!(
+        "== confluence-operator sync, preset {preset}, {} ms latency, {}/s per route (burst {}), concurrency {}",
+        s.latency_ms, s.rate_limit, s.burst, s.concurrency
+    );
+    println!("wall time          {:>10.2} s", report.duration_seconds);
+    println!(
+        "objects            users {} ({} disabled), groups {}, memberships {}, spaces {}, space permissions {}",
+        report.counts.users,
+        report.counts.disabled_users,
+        report.counts.groups,
+        report.counts.memberships,
+        report.counts.spaces,
+        report.counts.space_permissions
+    );
+    println!(
+        "snapshot           {:.1} MiB, {} grants ({} expanded)",
+        report.size_bytes as f64 / 1048576.0,
+        report.counts.grants,
+        report.counts.expanded_grants
+    );
+    println!(
+        "requests           {} (retries {}, 429s seen by client {}, 429s sent by fake {})",
+        report.requests, report.retries, report.rate_limited, stats["rateLimited"]
+    );
+    let mut worst_route_rate_bound = 0.0f64;
+    for (route, n) in &report.requests_by_route {
+        let want = route
+            .split_once(' ')
+            .and_then(|(_, r)| needed.as_ref().and_then(|p| p[r].as_u64()));
+        let ratio = want.map(|w| {
+            format!(
+                "{:+.2}% vs {w} pages needed",
+                (*n as f64 / w.max(1) as f64 - 1.0) * 100.0
+            )
+        });
+        println!("  {route:<55} {n:>7}  {}", ratio.unwrap_or_default());
+        worst_route_rate_bound = worst_route_rate_bound.max(*n as f64 / s.rate_limit);
+    }
+    let latency_bound =
+        report.requests as f64 * s.latency_ms as f64 / 1000.0 / s.concurrency as f64;
+    let bound = latency_bound.max(worst_route_rate_bound);
+    println!(
+        "bound              {bound:.2} s = max(requests x latency / concurrency = {latency_bound:.2} s, busiest route / rate = {worst_route_rate_bound:.2} s)"
+    );
+    println!(
+        "wall / bound       {:.2}x (target <= 1.3x)",
+        report.duration_seconds / bound
+    );
+    println!("peak fake concurrency {}", stats["peakConcurrent"]);
+    println!(
+        "peak RSS (sync)    {:.1} MiB (target < 200 MiB)",
+        peak_rss_mib()
+    );
+    Ok(report.duration_seconds)
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let settings = Settings {
+        preset: std::env::var("BENCH_PRESET").unwrap_or_else(|_| "large".into()),
+        latency_ms: env_or("BENCH_LATENCY_MS", 20),
+        rate_limit: env_or("BENCH_RATE_LIMIT", 200.0),
+        burst: env_or("BENCH_BURST", 100),
+        concurrency: env_or("BENCH_CONCURRENCY", 8),
+        fake_bin: std::env::var("FAKE_CONFLUENCE_BIN")
+            .unwrap_or_else(|_| format!("{target}/release/fake-confluence")),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        bench_ours(&settings, &settings.preset).await?;
+        Ok::<(), String>(())
+    });
+    if let Err(e) = result {
+        eprintln!("benchmark failed: {e}");
+        std::process::exit(1);
+    }
+}

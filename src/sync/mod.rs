@@ -1,0 +1,17 @@
+//! The sync engine: one Confluence site → one c1z snapshot.
+//!
+//! Stages run side by side on one client (whose in-flight cap and shared 429 pause bound
+//! the load on the site): groups then every group's members (each group once, many in
+//! parallel), the supplementary user search, and spaces then every space's permissions,
+//! plus space roles. Rows stream into the snapshot writer as pages arrive, so memory
+//! stays flat as tenants grow.
+
+mod engine;
+mod error;
+pub mod mapping;
+mod report;
+mod sink;
+
+pub use engine::{SyncOptions, run_sync};
+pub use error::SyncError;
+pub use report::{SyncCounts, SyncReport};
