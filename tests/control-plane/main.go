@@ -198,7 +198,7 @@ func serve(ctx context.Context, cmd interface {
 		}
 	}
 
-	etcd, err := startEtcd(ctx, filepath.Join(opts.workDir, "etcd"), etcdClientPort, etcdPeerPort)
+	etcd, err := startEtcd(ctx, opts.workDir, etcdClientPort, etcdPeerPort)
 	if err != nil {
 		return err
 	}
@@ -296,9 +296,13 @@ func apiserverFlags(opts *options, certs *pki, server string, port, etcdPort int
 	return append(flags, opts.apiserverArgs...)
 }
 
-func startEtcd(ctx context.Context, dir string, clientPort, peerPort int) (*embed.Etcd, error) {
+func startEtcd(ctx context.Context, workDir string, clientPort, peerPort int) (*embed.Etcd, error) {
 	cfg := embed.NewConfig()
-	cfg.Dir = dir
+	cfg.Dir = filepath.Join(workDir, "etcd")
+	// A file of its own: embedded etcd logs a burst of "use of closed network
+	// connection" errors on every clean shutdown, which would bury the apiserver's
+	// messages that matter when start-up fails.
+	cfg.LogOutputs = []string{filepath.Join(workDir, "etcd.log")}
 	clientURL := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", clientPort)}
 	peerURL := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", peerPort)}
 	cfg.ListenClientUrls = []url.URL{clientURL}

@@ -12,6 +12,11 @@
 # Environment: CONTROL_PLANE_START_TIMEOUT (seconds, default 180),
 # CONTROL_PLANE_KEEP=1 (keep the run directory), CONTROL_PLANE_VERBOSITY (apiserver --v),
 # CONTROL_PLANE_APISERVER_ARGS (extra kube-apiserver flags).
+#
+# CMD runs in the foreground so that it keeps the terminal: Ctrl-C reaches it, and
+# the control plane is stopped once it has exited. A SIGTERM sent to this script
+# alone also waits for CMD; if the script is killed outright, the control plane
+# notices that its parent is gone and stops by itself.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,7 +38,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -121,11 +126,14 @@ stop_pid() {
 }
 
 show_logs() {
-  local dir=$1 f
-  for f in control-plane.log stdout; do
+  local dir=$1 f lines
+  # etcd first and shorter: the apiserver's log usually holds the cause.
+  for f in etcd.log control-plane.log stdout; do
+    lines=50
+    [[ $f == etcd.log ]] && lines=10
     if [[ -s $dir/$f ]]; then
-      echo "----- last 50 lines of $f -----" >&2
-      tail -n 50 "$dir/$f" >&2
+      echo "----- last $lines lines of $f -----" >&2
+      tail -n "$lines" "$dir/$f" >&2
     fi
   done
 }
