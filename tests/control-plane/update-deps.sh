@@ -27,16 +27,26 @@ if [[ -z $gomod || ! -f $gomod ]]; then
   exit 1
 fi
 
-# Drop stale k8s.io replaces first, so a module removed upstream does not linger.
-for old in $(go mod edit -json | sed -n 's/^[[:space:]]*"Path": "\(k8s\.io\/[^"]*\)",$/\1/p' | sort -u); do
-  go mod edit -dropreplace="$old" 2>/dev/null || true
+staging=$(sed -n 's/^[[:space:]]*\(k8s\.io\/[^[:space:]]*\) => \.\/staging\/src\/.*$/\1/p' "$gomod")
+if [[ -z $staging ]]; then
+  echo "no staging replace lines found in $gomod" >&2
+  exit 1
+fi
+
+# -replace rewrites an existing line in place, keeping the block stable; only a
+# module that upstream no longer has as staging is dropped.
+current=$(go mod edit -json | awk '/"Replace": \[/ { inside = 1 } inside && /"Path": "k8s\.io\// { gsub(/[",]/, "", $2); print $2 }' | sort -u)
+for old in $current; do
+  if ! grep -qx "$old" <<<"$staging"; then
+    go mod edit -dropreplace="$old"
+  fi
 done
 
 count=0
-while read -r name; do
+for name in $staging; do
   go mod edit -replace="${name}=${name}@${staging_version}"
   count=$((count + 1))
-done < <(sed -n 's/^[[:space:]]*\(k8s\.io\/[^[:space:]]*\) => \.\/staging\/src\/.*$/\1/p' "$gomod")
+done
 echo "replace lines: ${count} staging modules at ${staging_version}"
 
 go get "k8s.io/kubernetes@${k8s_version}" \
@@ -47,8 +57,10 @@ go get "k8s.io/kubernetes@${k8s_version}" \
 
 # Pin etcd to exactly what this apiserver was released against, so tidy never
 # floats to a newer etcd minor.
+# (awk reads to the end: exiting early would SIGPIPE go mod graph under pipefail.)
 etcd_version=$(go mod graph | awk -v from="k8s.io/apiserver@${staging_version}" \
-  '$1 == from && $2 ~ /^go\.etcd\.io\/etcd\/client\/v3@/ { sub(/.*@/, "", $2); print $2; exit }')
+  '$1 == from && $2 ~ /^go\.etcd\.io\/etcd\/client\/v3@/ && !found { sub(/.*@/, "", $2); found = $2 }
+   END { print found }')
 if [[ -z $etcd_version ]]; then
   echo "could not find the etcd version required by k8s.io/apiserver@${staging_version}" >&2
   exit 1
