@@ -193,6 +193,20 @@ impl RunningFake {
         }
     }
 
+    /// The accountIds of a group's members (all account types), or `None` for an unknown
+    /// group.
+    pub fn group_members(&self, group_id: &str) -> Option<Vec<String>> {
+        let t = read(&self.state.tenant);
+        let g = t.groups.get(t.group_position(group_id)?)?;
+        Some(
+            g.members
+                .iter()
+                .filter_map(|&m| t.users.get(m as usize))
+                .map(|u| u.account_id.clone())
+                .collect(),
+        )
+    }
+
     /// Replaces the fault rules (their call counters restart).
     pub fn set_faults(&self, rules: Vec<FaultRule>) {
         lock(&self.state.faults).set_rules(rules);

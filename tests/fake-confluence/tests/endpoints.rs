@@ -866,6 +866,7 @@ async fn membership_writes_follow_confluence() {
         "201 has an empty body"
     );
     assert!(api.fake.is_member(&gid, &aid));
+    assert_eq!(api.fake.group_members(&gid), Some(vec![aid.clone()]));
     assert!(
         api.fake
             .truth()
