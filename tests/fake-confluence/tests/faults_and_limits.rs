@@ -378,8 +378,9 @@ async fn control_api_sets_faults_limits_quirks_and_clock() {
 #[tokio::test]
 async fn stats_track_peak_concurrency() {
     let api = start(FakeConfig::default()).await;
+    // Long enough that the requests overlap even on a busy machine.
     api.fake.set_latency(Latency {
-        fixed_ms: 300,
+        fixed_ms: 1000,
         jitter_ms: 0,
     });
     let calls = (0..8).map(|_| api.get(USER));
