@@ -184,6 +184,8 @@ pub struct Quirks {
     pub search_page_cap: usize,
     /// `search/user` finds at most this many users ("up to 10k").
     pub search_ceiling: usize,
+    /// `membersByGroupId` leaves out suspended accounts (closed ones here).
+    pub hide_suspended_members: bool,
     /// `membersByGroupId` rejects larger limits with 400.
     pub members_max_limit: usize,
     /// Status for an add/remove naming an unknown accountId (404, or 400 as the spec lists).
@@ -203,6 +205,7 @@ impl Default for Quirks {
             group_next_always: false,
             search_page_cap: 100,
             search_ceiling: 10_000,
+            hide_suspended_members: false,
             members_max_limit: 200,
             unknown_account_write_status: 404,
             existing_member_add_status: 201,

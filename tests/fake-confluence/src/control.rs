@@ -19,10 +19,15 @@ use crate::stats::Stats;
 use crate::truth::{self, Truth};
 
 pub fn truth_of(st: &AppState) -> Truth {
-    let ceiling = read(&st.quirks).search_ceiling;
+    let quirks = st.quirks();
     let tenant = read(&st.tenant);
     // The first credential is the sync account the truth is computed for.
-    truth::compute(&tenant, ceiling, &|key| st.space_visible(Some(0), key))
+    truth::compute(
+        &tenant,
+        quirks.search_ceiling,
+        quirks.hide_suspended_members,
+        &|key| st.space_visible(Some(0), key),
+    )
 }
 
 pub fn stats_of(st: &AppState) -> Stats {

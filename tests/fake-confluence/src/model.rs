@@ -63,6 +63,12 @@ impl User {
         self.status != AccountStatus::Active
     }
 
+    /// Closed accounts stand in for suspended ones, which are said to vanish from member
+    /// lists (toggle `Quirks::hide_suspended_members`).
+    pub fn suspended(&self) -> bool {
+        self.status == AccountStatus::Closed
+    }
+
     /// Licensed = counted by `search/user`'s default `sitePermissionTypeFilter=none`.
     pub fn licensed(&self) -> bool {
         !self.deactivated() && !self.is_guest

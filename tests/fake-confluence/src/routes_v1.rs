@@ -170,7 +170,8 @@ pub async fn members(
         (Ok(s), Ok(l)) => (s, l),
         (Err(v), _) | (_, Err(v)) => return bad_number(&v),
     };
-    let max = st.quirks().members_max_limit;
+    let quirks = st.quirks();
+    let max = quirks.members_max_limit;
     if limit > max {
         return v1_error(
             StatusCode::BAD_REQUEST,
@@ -179,16 +180,20 @@ pub async fn members(
     }
     let expand = p.expands("operations");
     let tenant = read(&st.tenant);
-    let members: &[u32] = tenant
+    let all: &[u32] = tenant
         .group_position(&group_id)
         .and_then(|i| tenant.groups.get(i))
         .map(|g| g.members.as_slice())
         .unwrap_or(&[]);
+    let members: Vec<&User> = all
+        .iter()
+        .filter_map(|&m| tenant.users.get(m as usize))
+        .filter(|u| !(quirks.hide_suspended_members && u.suspended()))
+        .collect();
     let page: Vec<Value> = members
         .iter()
         .skip(start)
         .take(limit)
-        .filter_map(|&m| tenant.users.get(m as usize))
         .map(|u| user_v1(u, &base, expand))
         .collect();
     let size = page.len();

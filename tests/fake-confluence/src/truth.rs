@@ -93,7 +93,14 @@ pub fn searchable(u: &User, filter: &str) -> bool {
     }
 }
 
-pub fn compute(t: &Tenant, search_ceiling: usize, space_visible: &dyn Fn(&str) -> bool) -> Truth {
+/// `hide_suspended`: suspended accounts are missing from member lists, so a sync cannot
+/// see them there.
+pub fn compute(
+    t: &Tenant,
+    search_ceiling: usize,
+    hide_suspended: bool,
+    space_visible: &dyn Fn(&str) -> bool,
+) -> Truth {
     let mut found = vec![false; t.users.len()];
     let mut memberships = Vec::new();
     for g in &t.groups {
@@ -101,7 +108,7 @@ pub fn compute(t: &Tenant, search_ceiling: usize, space_visible: &dyn Fn(&str) -
             let Some(u) = t.users.get(m as usize) else {
                 continue;
             };
-            if u.account_type == AccountType::Atlassian {
+            if u.account_type == AccountType::Atlassian && !(hide_suspended && u.suspended()) {
                 found[m as usize] = true;
                 memberships.push(format!("group:{}:member:user:{}", g.id, u.account_id));
             }

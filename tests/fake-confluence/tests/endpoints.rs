@@ -297,6 +297,42 @@ async fn members_limit_above_200_is_400() {
 }
 
 #[tokio::test]
+async fn members_hide_suspended_when_toggled() {
+    let api = start(data(3000, 10, 0)).await;
+    let g = group_named(&api, "confluence-users-acme").await;
+    let walk = || {
+        let api = &api;
+        let gid = s(&g["id"]).to_owned();
+        async move {
+            let mut statuses = Vec::new();
+            let mut start_at = 0;
+            loop {
+                let page = api
+                    .json(&format!(
+                        "/wiki/rest/api/group/{gid}/membersByGroupId?limit=200&start={start_at}"
+                    ))
+                    .await;
+                let rows = arr(&page["results"]);
+                statuses.extend(rows.iter().map(|u| s(&u["accountStatus"]).to_owned()));
+                start_at += rows.len();
+                if page["_links"].get("next").is_none() {
+                    break;
+                }
+            }
+            statuses
+        }
+    };
+    let before = walk().await;
+    assert!(before.iter().any(|st| st == "closed"));
+    let truth_before = api.fake.truth();
+    api.fake.update_quirks(|q| q.hide_suspended_members = true);
+    let after = walk().await;
+    assert!(after.iter().all(|st| st != "closed"));
+    assert!(after.len() < before.len());
+    assert!(api.fake.truth().memberships.count < truth_before.memberships.count);
+}
+
+#[tokio::test]
 async fn members_of_unknown_group_is_an_empty_200() {
     let api = start(FakeConfig::default()).await;
     let page = api
