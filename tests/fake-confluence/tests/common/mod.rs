@@ -1,4 +1,4 @@
-//! Raw-HTTP helpers shared by the integration tests.
+//! Raw-HTTP plumbing shared by the integration tests.
 #![allow(dead_code)]
 
 use std::time::Duration;
