@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::config::{Latency, Quirks, RateLimitConfig};
 use crate::faults::FaultRule;
+use crate::pages::{PageLimits, PagesNeeded, pages_needed};
 use crate::state::{AppState, lock, read, write};
 use crate::stats::Stats;
 use crate::truth::{self, Truth};
@@ -47,6 +48,7 @@ pub fn reset_stats(st: &AppState) {
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/__fake/truth", get(get_truth))
+        .route("/__fake/pages", get(get_pages))
         .route("/__fake/stats", get(get_stats))
         .route("/__fake/requests", get(get_requests))
         .route("/__fake/reset", post(post_reset))
@@ -67,6 +69,23 @@ type St = State<Arc<AppState>>;
 
 async fn get_truth(State(st): St) -> Json<Truth> {
     Json(truth_of(&st))
+}
+
+/// Fewest requests per collection for the page sizes in the query (client defaults).
+async fn get_pages(
+    State(st): St,
+    axum::extract::Query(limits): axum::extract::Query<PageLimits>,
+) -> Json<PagesNeeded> {
+    let quirks = st.quirks();
+    let tenant = read(&st.tenant);
+    Json(pages_needed(
+        &tenant,
+        limits,
+        quirks.search_page_cap,
+        quirks.search_ceiling,
+        quirks.hide_suspended_members,
+        &|key| st.space_visible(Some(0), key),
+    ))
 }
 
 async fn get_stats(State(st): St) -> Json<Stats> {

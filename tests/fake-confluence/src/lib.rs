@@ -35,6 +35,7 @@ mod data;
 mod error;
 mod faults;
 mod model;
+mod pages;
 mod params;
 mod ratelimit;
 mod routes_v1;
