@@ -4,12 +4,17 @@
 //! (so the peak RSS printed is the sync's own), with per-request latency and a rate
 //! limit, and compares the requests made with the pages the tenant needs.
 //!
+//! Then, on the medium preset, the same sync side by side with the reference connector's
+//! request pattern (see `reference_pattern.rs`), with both wall times and their ratio.
+//!
 //! Run with `make bench-sync`. Settings (environment): `BENCH_PRESET` (large),
 //! `BENCH_LATENCY_MS` (20), `BENCH_RATE_LIMIT` per route and second (200),
 //! `BENCH_BURST` (100), `BENCH_CONCURRENCY` (8), `FAKE_CONFLUENCE_BIN` (the fake's binary).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+
+mod reference_pattern;
 
 use confluence_operator::confluence::{ClientConfig, ConfluenceClient};
 use confluence_operator::sync::{SyncOptions, run_sync};
@@ -75,6 +80,19 @@ fn start_fake(s: &Settings, preset: &str) -> Result<FakeProcess, String> {
         .ok_or(format!("unexpected fake output {line:?}"))?
         .to_string();
     Ok(FakeProcess { child, base_url })
+}
+
+/// The fake's `/__fake/pages` key for a client route template.
+fn page_key(route: &str) -> Option<&'static str> {
+    let path = route.split_once(' ').map_or(route, |(_, p)| p);
+    match path {
+        "/wiki/rest/api/group" => Some("groups"),
+        p if p.ends_with("/membersByGroupId") => Some("members"),
+        "/wiki/rest/api/search/user" => Some("search"),
+        "/wiki/api/v2/spaces" => Some("spaces"),
+        p if p.ends_with("/permissions") => Some("permissions"),
+        _ => None,
+    }
 }
 
 fn peak_rss_mib() -> f64 {
@@ -146,9 +164,7 @@ async fn bench_ours(s: &Settings, preset: &str) -> Result<f64, String> {
     );
     let mut worst_route_rate_bound = 0.0f64;
     for (route, n) in &report.requests_by_route {
-        let want = route
-            .split_once(' ')
-            .and_then(|(_, r)| needed.as_ref().and_then(|p| p[r].as_u64()));
+        let want = page_key(route).and_then(|k| needed.as_ref().and_then(|p| p[k].as_u64()));
         let ratio = want.map(|w| {
             format!(
                 "{:+.2}% vs {w} pages needed",
@@ -157,6 +173,18 @@ async fn bench_ours(s: &Settings, preset: &str) -> Result<f64, String> {
         });
         println!("  {route:<55} {n:>7}  {}", ratio.unwrap_or_default());
         worst_route_rate_bound = worst_route_rate_bound.max(*n as f64 / s.rate_limit);
+    }
+    if let Some(total) = needed.as_ref().and_then(|p| p["total"].as_u64()) {
+        let paged: u64 = report
+            .requests_by_route
+            .iter()
+            .filter(|(r, _)| page_key(r).is_some())
+            .map(|(_, n)| n)
+            .sum();
+        println!(
+            "paged requests     {paged} vs {total} needed ({:+.2}%, target within 2%)",
+            (paged as f64 / total.max(1) as f64 - 1.0) * 100.0
+        );
     }
     let latency_bound =
         report.requests as f64 * s.latency_ms as f64 / 1000.0 / s.concurrency as f64;
@@ -200,6 +228,15 @@ fn main() {
     };
     let result = runtime.block_on(async {
         bench_ours(&settings, &settings.preset).await?;
+        println!();
+        let ours = bench_ours(&settings, "medium").await?;
+        let fake = start_fake(&settings, "medium")?;
+        let mut replay = reference_pattern::Replay::new(&fake.base_url);
+        let theirs = replay.run().await?;
+        println!("== reference connector request pattern (serial, members twice), preset medium");
+        println!("wall time          {:>10.2} s, {} requests, {} 429s", theirs.as_secs_f64(), replay.requests, replay.throttled);
+        println!("speed-up           {:.1}x (confluence-operator {:.2} s vs reference pattern {:.2} s; target >= 5x)",
+            theirs.as_secs_f64() / ours, ours, theirs.as_secs_f64());
         Ok::<(), String>(())
     });
     if let Err(e) = result {
