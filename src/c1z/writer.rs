@@ -472,9 +472,9 @@ impl SnapshotWriter {
         // A user's state lives only in its protobuf; decoding one row per user is cheap
         // next to the sync that produced them.
         let mut disabled_users = 0;
-        let mut users = self
-            .conn
-            .prepare("SELECT data FROM v1_resources WHERE sync_id = ?1 AND resource_type_id = ?2")?;
+        let mut users = self.conn.prepare(
+            "SELECT data FROM v1_resources WHERE sync_id = ?1 AND resource_type_id = ?2",
+        )?;
         let mut rows = users.query(params![self.sync_id, USER])?;
         while let Some(row) = rows.next()? {
             let data: Vec<u8> = row.get(0)?;

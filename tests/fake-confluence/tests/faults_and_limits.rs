@@ -424,6 +424,7 @@ async fn binary_prints_listening_and_serves() {
         .expect("LISTENING line")
         .to_owned();
     assert!(url.starts_with("http://127.0.0.1:"));
+    common::install_crypto_provider();
     let http = reqwest::Client::new();
     let me = http
         .get(format!("{url}{USER}"))

@@ -12,7 +12,14 @@ pub struct Api {
     pub http: reqwest::Client,
 }
 
+/// Built with the operator in one workspace, reqwest's rustls has no built-in crypto
+/// provider (the operator picks ring explicitly), so tests install it themselves.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub async fn start(cfg: FakeConfig) -> Api {
+    install_crypto_provider();
     let fake = FakeConfluence::start(cfg).await.expect("fake starts");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
