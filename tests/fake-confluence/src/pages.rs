@@ -25,7 +25,13 @@ pub struct PageLimits {
 
 impl Default for PageLimits {
     fn default() -> Self {
-        PageLimits { groups: 200, members: 200, search: 100, spaces: 250, permissions: 250 }
+        PageLimits {
+            groups: 200,
+            members: 200,
+            search: 100,
+            spaces: 250,
+            permissions: 250,
+        }
     }
 }
 
@@ -71,10 +77,22 @@ pub fn pages_needed(
             v1_pages(listed, limits.members)
         })
         .sum();
-    let searchable = tenant.users.iter().filter(|u| searchable(u, "none")).count().min(search_ceiling);
+    let searchable = tenant
+        .users
+        .iter()
+        .filter(|u| searchable(u, "none"))
+        .count()
+        .min(search_ceiling);
     let search_page = limits.search.min(search_page_cap.max(1));
-    let visible: Vec<_> = tenant.spaces.iter().filter(|s| space_visible(&s.key)).collect();
-    let permissions: u64 = visible.iter().map(|s| v2_pages(s.permissions.len(), limits.permissions)).sum();
+    let visible: Vec<_> = tenant
+        .spaces
+        .iter()
+        .filter(|s| space_visible(&s.key))
+        .collect();
+    let permissions: u64 = visible
+        .iter()
+        .map(|s| v2_pages(s.permissions.len(), limits.permissions))
+        .sum();
     let mut pages = PagesNeeded {
         groups: v1_pages(tenant.groups.len(), limits.groups),
         members,
