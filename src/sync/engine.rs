@@ -75,6 +75,7 @@ pub async fn run_sync(
         () = cancel.cancelled() => Err(SyncError::Cancelled),
         () = &mut deadline => Err(SyncError::TimedOut(options.timeout)),
     };
+    let fetched = started.elapsed();
     let info = match outcome {
         Ok(()) => sink.finish().await?,
         Err(SyncError::WriterStopped) => {
@@ -111,6 +112,7 @@ pub async fn run_sync(
         retries: stats.retries,
         rate_limited: stats.rate_limited_429,
         duration_seconds: started.elapsed().as_secs_f64(),
+        fetch_seconds: fetched.as_secs_f64(),
     };
     info!(
         users = report.counts.users,

@@ -55,4 +55,7 @@ pub struct SyncReport {
     pub rate_limited: u64,
     /// Wall time in seconds.
     pub duration_seconds: f64,
+    /// Of that, the time until every page was fetched; the rest is finishing the
+    /// snapshot (grant expansion, compression, publishing).
+    pub fetch_seconds: f64,
 }
