@@ -30,6 +30,14 @@ fn sync_command(base_url: &str, out: &std::path::Path, token: &str) -> Command {
     cmd
 }
 
+/// Runs the command off the async workers, which the fake server needs.
+async fn run(mut cmd: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("command thread")
+        .expect("command runs")
+}
+
 fn assert_no_secret(text: &str, token: &str) {
     let basic =
         base64::engine::general_purpose::STANDARD.encode(format!("admin@example.com:{token}"));
@@ -48,13 +56,7 @@ async fn sync_writes_the_file_and_prints_a_summary() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("small.c1z");
     let cmd = sync_command(fake.base_url(), &out, TOKEN);
-    let output = tokio::task::spawn_blocking(move || {
-        let mut cmd = cmd;
-        cmd.output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let output = run(cmd).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -88,13 +90,7 @@ async fn wrong_credentials_exit_non_zero_with_authentication_failed() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("x.c1z");
         let cmd = sync_command(fake.base_url(), &out, WRONG_TOKEN);
-        let output = tokio::task::spawn_blocking(move || {
-            let mut cmd = cmd;
-            cmd.output()
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        let output = run(cmd).await;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{mode:?}: must fail");
