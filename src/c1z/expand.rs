@@ -61,6 +61,10 @@ pub(crate) fn insert_grant(
     Ok(())
 }
 
+/// Rows between two readings of the clock during expansion: `discovered_at` has
+/// millisecond-ish resolution, so reading and formatting it per row only costs time.
+const CLOCK_EVERY: u64 = 4096;
+
 /// Expands every grant flagged `needs_expansion`: for expandable grant G
 /// (entitlement D, source entitlement S = `group:X:member`) and each grant M of
 /// S (principal U), D is granted to U.
@@ -72,49 +76,71 @@ pub(crate) fn insert_grant(
 ///
 /// Sources with no stored entitlement are skipped. The expandable grants stay
 /// unchanged (`needs_expansion` remains 1, as in the reference). Returns the
-/// number of grants created. Must run inside a transaction.
+/// number of grants created. Must run inside a transaction, while
+/// `v1_grants` has a unique index on `(external_id, sync_id)`.
 pub(crate) fn expand_grants(
     conn: &Connection,
     sync_id: &str,
     clock: fn() -> DateTime<Utc>,
 ) -> Result<u64> {
-    // Bookkeeping lives in the attached scratch database, so iterating it while
-    // writing v1_grants never reads a table that is being modified.
+    // Edges and the member grants they expand are copied into the attached
+    // scratch database first: the pairs are then streamed straight from a join
+    // over scratch tables while v1_grants is written, which never reads a table
+    // that is being modified, and sees the grants as they were before expansion.
     conn.execute_batch(
         "CREATE TABLE scratch.expand_edges (
              seq integer primary key,
              entitlement_id text not null,
              source_entitlement_id text not null);
-         CREATE TABLE scratch.expand_pairs (
-             seq integer primary key,
+         CREATE TABLE scratch.expand_members (
+             id integer primary key,
              entitlement_id text not null,
-             source_entitlement_id text not null,
              principal_resource_type_id text not null,
              principal_resource_id text not null);",
     )?;
     collect_edges(conn, sync_id)?;
+    // Only members of sources that have a stored entitlement are expanded. The
+    // grant row id is kept so that members come out in grant order.
     conn.execute(
-        "INSERT INTO scratch.expand_pairs (entitlement_id, source_entitlement_id,
-             principal_resource_type_id, principal_resource_id)
-         SELECT e.entitlement_id, e.source_entitlement_id,
-                m.principal_resource_type_id, m.principal_resource_id
-         FROM scratch.expand_edges e
-         JOIN main.v1_grants m ON m.entitlement_id = e.source_entitlement_id AND m.sync_id = ?1
-         WHERE EXISTS (SELECT 1 FROM main.v1_entitlements s
-                       WHERE s.external_id = e.source_entitlement_id AND s.sync_id = ?1)
-         ORDER BY e.seq, m.id",
+        "INSERT INTO scratch.expand_members (id, entitlement_id, principal_resource_type_id,
+             principal_resource_id)
+         SELECT m.id, m.entitlement_id, m.principal_resource_type_id, m.principal_resource_id
+         FROM main.v1_grants m
+         WHERE m.sync_id = ?1
+           AND m.entitlement_id IN (
+               SELECT e.source_entitlement_id FROM scratch.expand_edges e
+               WHERE EXISTS (SELECT 1 FROM main.v1_entitlements s
+                             WHERE s.external_id = e.source_entitlement_id AND s.sync_id = ?1))",
         [sync_id],
+    )?;
+    conn.execute_batch(
+        "CREATE INDEX scratch.expand_members_by_source
+             ON expand_members (entitlement_id, id);",
     )?;
 
     let mut created = 0u64;
-    // Pairs arrive grouped by expandable grant, so one cached entitlement suffices.
-    let mut cached: Option<Entitlement> = None;
+    let immutable = vec![proto::to_any(&GrantImmutable::default())];
+    let mut current: Option<Expanding> = None;
+    let mut now = String::new();
+    let mut data = Vec::new();
+    // Edges in grant order, each with its members in grant order: the same
+    // order as the reference, driven by the primary key and the index above.
     let mut pairs = conn.prepare(
-        "SELECT entitlement_id, source_entitlement_id, principal_resource_type_id,
-                principal_resource_id
-         FROM scratch.expand_pairs ORDER BY seq",
+        "SELECT e.entitlement_id, e.source_entitlement_id, m.principal_resource_type_id,
+                m.principal_resource_id
+         FROM scratch.expand_edges e
+         JOIN scratch.expand_members m ON m.entitlement_id = e.source_entitlement_id
+         ORDER BY e.seq, m.id",
+    )?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO main.v1_grants (resource_type_id, resource_id, entitlement_id,
+             principal_resource_type_id, principal_resource_id, external_id, expansion,
+             needs_expansion, data, sync_id, discovered_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?8, ?9)
+         ON CONFLICT (external_id, sync_id) DO NOTHING",
     )?;
     let mut rows = pairs.query([])?;
+    let mut seen = 0u64;
     while let Some(row) = rows.next()? {
         let ent_id: String = row.get(0)?;
         let source: String = row.get(1)?;
@@ -123,36 +149,107 @@ pub(crate) fn expand_grants(
             resource: row.get(3)?,
             ..Default::default()
         };
+        if seen.is_multiple_of(CLOCK_EVERY) {
+            now = format_go_timestamp(clock());
+        }
+        seen += 1;
         let id = model::grant_id(&ent_id, &principal);
-        if add_source(conn, &id, &ent_id, &source, sync_id)? {
-            continue;
+        if current.as_ref().is_none_or(|c| c.id != ent_id) {
+            current = Some(Expanding::load(conn, &ent_id, sync_id)?);
         }
-        if cached.as_ref().is_none_or(|e| e.id != ent_id) {
-            cached = load_entitlement(conn, &ent_id, sync_id)?;
-        }
-        let Some(ent) = cached.as_ref().filter(|e| e.id == ent_id) else {
-            // The expandable grant points at an entitlement never written: nothing to embed.
+        let Some(Expanding {
+            target: Some(target),
+            ..
+        }) = current.as_ref()
+        else {
+            // The expandable grant points at an entitlement never written: nothing
+            // to embed, but grants that already exist still gain the source.
+            add_source(conn, &id, &ent_id, &source, sync_id)?;
             continue;
         };
         let grant = Grant {
-            entitlement: Some(ent.clone()),
+            entitlement: None,
             principal: Some(Resource {
                 id: Some(principal),
                 ..Default::default()
             }),
             id,
-            annotations: vec![proto::to_any(&GrantImmutable::default())],
+            annotations: immutable.clone(),
             sources: Some(GrantSources {
-                sources: BTreeMap::from([(source, GrantSource { is_direct: true })]),
+                sources: BTreeMap::from([(source.clone(), GrantSource { is_direct: true })]),
             }),
         };
-        insert_grant(conn, &grant, None, sync_id, &format_go_timestamp(clock()))?;
-        created += 1;
+        data.clear();
+        data.extend_from_slice(&target.field);
+        // Writing into a Vec cannot run out of space, so encode_raw cannot fail.
+        grant.encode_raw(&mut data);
+        let principal = grant.principal.as_ref().and_then(|p| p.id.as_ref());
+        let inserted = insert.execute(params![
+            target.resource.resource_type,
+            target.resource.resource,
+            ent_id,
+            principal.map(|p| p.resource_type.as_str()),
+            principal.map(|p| p.resource.as_str()),
+            grant.id,
+            data,
+            sync_id,
+            now
+        ])?;
+        if inserted == 0 {
+            // Already granted (directly or through an earlier group): add the source.
+            add_source(conn, &grant.id, &ent_id, &source, sync_id)?;
+        } else {
+            created += 1;
+        }
     }
     drop(rows);
     drop(pairs);
-    conn.execute_batch("DROP TABLE scratch.expand_pairs; DROP TABLE scratch.expand_edges;")?;
+    conn.execute_batch("DROP TABLE scratch.expand_members; DROP TABLE scratch.expand_edges;")?;
     Ok(created)
+}
+
+/// The entitlement being expanded, encoded once for all its new grants.
+struct Expanding {
+    /// The entitlement id.
+    id: String,
+    /// `None` when no entitlement with this id was stored.
+    target: Option<Target>,
+}
+
+/// What every new grant of one entitlement shares.
+struct Target {
+    /// The resource of the entitlement (the row's `resource_*` columns).
+    resource: ResourceId,
+    /// `Grant` field 1 (tag, length, entitlement bytes). prost writes fields in
+    /// tag order, so this prefix followed by the encoding of the same grant
+    /// without its entitlement is exactly the encoding of the whole grant.
+    field: Vec<u8>,
+}
+
+impl Expanding {
+    fn load(conn: &Connection, id: &str, sync_id: &str) -> Result<Self> {
+        let target = load_entitlement(conn, id, sync_id)?.map(|ent| Target {
+            resource: ent
+                .resource
+                .as_ref()
+                .and_then(|r| r.id.clone())
+                .unwrap_or_default(),
+            field: entitlement_field(&ent),
+        });
+        Ok(Self {
+            id: id.to_string(),
+            target,
+        })
+    }
+}
+
+/// The encoding of `Grant { entitlement: Some(ent), ..Default::default() }`.
+pub(crate) fn entitlement_field(ent: &Entitlement) -> Vec<u8> {
+    Grant {
+        entitlement: Some(ent.clone()),
+        ..Default::default()
+    }
+    .encode_to_vec()
 }
 
 /// Copies (entitlement, source entitlement) of every expandable grant into the
@@ -220,4 +317,48 @@ fn load_entitlement(conn: &Connection, id: &str, sync_id: &str) -> Result<Option
         Some(d) => Some(Entitlement::decode(d.as_slice())?),
         None => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::c1z::records::SpaceRecord;
+
+    /// Expansion writes `entitlement_field(D)` followed by the grant encoded
+    /// without its entitlement; that must be byte for byte the full encoding.
+    #[test]
+    fn spliced_entitlement_encodes_like_the_whole_grant() {
+        let space = model::space_resource(&SpaceRecord {
+            id: "42".into(),
+            name: "Space with a long enough name to need a two-byte length".into(),
+        });
+        let ent = model::space_entitlement(&space, &model::rid("space", "42"), "read", "page");
+        let principal = model::rid("user", "5b10ac8d82e05b22cc7d4ef5");
+        let grant = Grant {
+            entitlement: Some(ent.clone()),
+            principal: Some(Resource {
+                id: Some(principal.clone()),
+                ..Default::default()
+            }),
+            id: model::grant_id(&ent.id, &principal),
+            annotations: vec![proto::to_any(&GrantImmutable::default())],
+            sources: Some(GrantSources {
+                sources: BTreeMap::from([(
+                    "group:g1:member".to_string(),
+                    GrantSource { is_direct: true },
+                )]),
+            }),
+        };
+        let mut spliced = entitlement_field(&ent);
+        Grant {
+            entitlement: None,
+            ..grant.clone()
+        }
+        .encode_raw(&mut spliced);
+        assert!(
+            ent.encoded_len() > 127,
+            "the length prefix spans several bytes"
+        );
+        assert_eq!(spliced, grant.encode_to_vec());
+    }
 }

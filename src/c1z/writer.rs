@@ -17,7 +17,7 @@ use super::records::{
     ALL_NOUNS, ALL_VERBS, GroupRecord, SpacePermissionRecord, SpaceRecord, SpaceRoleRecord,
     UserRecord,
 };
-use super::schema::SCHEMA;
+use super::schema::{DROP_WORK_GRANT_KEY, FINAL_INDEXES, SCHEMA, WORK_GRANT_KEY};
 use super::time::format_go_timestamp;
 use super::{C1zError, Result};
 
@@ -166,8 +166,13 @@ impl SnapshotWriter {
             .to_str()
             .ok_or_else(|| C1zError::InvalidOutputPath(output_path.to_path_buf()))?;
         conn.execute("ATTACH DATABASE ?1 AS scratch", [scratch])?;
+        conn.execute_batch(
+            "PRAGMA scratch.journal_mode = OFF; PRAGMA scratch.synchronous = OFF;
+             PRAGMA scratch.cache_size = -16384;",
+        )?;
         conn.set_prepared_statement_cache_capacity(32);
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(WORK_GRANT_KEY)?;
         let started_at = options.started_at.unwrap_or_else(options.clock);
         let writer = Self {
             conn,
@@ -321,6 +326,10 @@ impl SnapshotWriter {
         self.commit()?;
         self.conn.execute_batch("BEGIN")?;
         let expanded_grants = expand::expand_grants(&self.conn, &self.sync_id, self.clock)?;
+        // All grants are in: build the SDK's grant indexes in one sorted pass
+        // each, in the SDK's order, in place of the work key.
+        self.conn.execute_batch(DROP_WORK_GRANT_KEY)?;
+        self.conn.execute_batch(FINAL_INDEXES)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO v1_sync_runs (sync_id, started_at, ended_at, sync_token, sync_type,
