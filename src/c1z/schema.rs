@@ -4,15 +4,17 @@
 //! (including the `v1_resources` index names that do not match their columns),
 //! so readers' `CREATE … IF NOT EXISTS` statements find everything in place.
 //!
-//! The DDL is split in two so that the grant indexes are built once, sorted,
-//! after expansion instead of being maintained row by row (keeping seven B-trees
-//! of millions of rows up to date dominated the run time). [`SCHEMA`] creates
-//! every table and the indexes that come before the first grant index;
-//! [`FINAL_INDEXES`] creates the rest, in the SDK's order, so `sqlite_master`
-//! lists the indexes exactly as the SDK would. While rows stream in, the grant
-//! upserts use [`WORK_GRANT_KEY`], dropped before the final indexes are built.
+//! The grant indexes are built in bulk rather than row by row (keeping seven
+//! B-trees of millions of rows up to date dominated the run time): [`SCHEMA`]
+//! creates every table and the unique keys the upserts need;
+//! [`BEFORE_EXPANSION`] builds, from the direct grants, the grant indexes whose
+//! keys expansion extends locally (its rows come grouped by entitlement); the
+//! principal index, whose keys expansion would scatter, is built last by
+//! [`AFTER_EXPANSION`]. Readers find indexes by name, so the order in
+//! `sqlite_master` differs from the SDK's without effect.
 
-/// Tables in the SDK's creation order, with the indexes needed while streaming.
+/// Tables in the SDK's creation order, their unique keys and the
+/// indexes of the small tables.
 pub(crate) const SCHEMA: &str = "
 create table if not exists v1_resource_types (
     id integer primary key,
@@ -81,6 +83,7 @@ create table if not exists v1_grants (
     sync_id text not null,
     discovered_at datetime not null
 );
+create unique index if not exists idx_grants_external_sync_v1 on v1_grants (external_id, sync_id);
 
 create table if not exists v1_assets (
     id integer primary key,
@@ -90,6 +93,7 @@ create table if not exists v1_assets (
     sync_id text not null,
     discovered_at datetime not null
 );
+create unique index if not exists idx_assets_external_sync_v1 on v1_assets (external_id, sync_id);
 
 create table if not exists v1_connector_sessions (
     id integer primary key,
@@ -97,27 +101,22 @@ create table if not exists v1_connector_sessions (
     key text not null,
     value blob not null
 );
+create unique index if not exists idx_session_store_sync_key_v1 on v1_connector_sessions (sync_id, key);
 ";
 
-/// The unique key the grant upserts (`ON CONFLICT (external_id, sync_id)`) rely
-/// on before the final indexes exist. Same columns as the SDK's
-/// `idx_grants_external_sync_v1`, under a private name so that the SDK index can
-/// be created later in its place in the index order.
-pub(crate) const WORK_GRANT_KEY: &str =
-    "create unique index work_grants_external_sync on v1_grants (external_id, sync_id);";
-
-/// Drops [`WORK_GRANT_KEY`].
-pub(crate) const DROP_WORK_GRANT_KEY: &str = "drop index work_grants_external_sync;";
-
-/// The indexes [`SCHEMA`] leaves out, in the SDK's order; run once all rows are in.
-pub(crate) const FINAL_INDEXES: &str = "
+/// Grant indexes built before expansion: expanded rows come grouped by
+/// entitlement (hence by resource) and add no `expansion`, so maintaining these
+/// while expanding touches few pages.
+pub(crate) const BEFORE_EXPANSION: &str = "
 create index if not exists idx_grants_resource_type_id_resource_id_v1 on v1_grants (resource_type_id, resource_id);
-create index if not exists idx_grants_principal_id_v1 on v1_grants (principal_resource_type_id, principal_resource_id);
 create index if not exists idx_grants_entitlement_id_principal_id_v1 on v1_grants (entitlement_id, principal_resource_type_id, principal_resource_id);
-create unique index if not exists idx_grants_external_sync_v1 on v1_grants (external_id, sync_id);
 create index if not exists idx_grants_entitlement_sync_grant_v1 on v1_grants (entitlement_id, sync_id, id);
 create index if not exists idx_grants_sync_expansion_v1 on v1_grants (sync_id) where expansion is not null;
 create index if not exists idx_grants_sync_needs_expansion_v1 on v1_grants (sync_id) where needs_expansion = 1;
-create unique index if not exists idx_assets_external_sync_v1 on v1_assets (external_id, sync_id);
-create unique index if not exists idx_session_store_sync_key_v1 on v1_connector_sessions (sync_id, key);
+";
+
+/// The principal index, built once all grants are in: expansion inserts its keys
+/// all over the tree, a sorted build is far cheaper.
+pub(crate) const AFTER_EXPANSION: &str = "
+create index if not exists idx_grants_principal_id_v1 on v1_grants (principal_resource_type_id, principal_resource_id);
 ";

@@ -17,7 +17,7 @@ use super::records::{
     ALL_NOUNS, ALL_VERBS, GroupRecord, SpacePermissionRecord, SpaceRecord, SpaceRoleRecord,
     UserRecord,
 };
-use super::schema::{DROP_WORK_GRANT_KEY, FINAL_INDEXES, SCHEMA, WORK_GRANT_KEY};
+use super::schema::{AFTER_EXPANSION, BEFORE_EXPANSION, SCHEMA};
 use super::time::format_go_timestamp;
 use super::{C1zError, Result};
 
@@ -172,7 +172,6 @@ impl SnapshotWriter {
         )?;
         conn.set_prepared_statement_cache_capacity(32);
         conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(WORK_GRANT_KEY)?;
         let started_at = options.started_at.unwrap_or_else(options.clock);
         let writer = Self {
             conn,
@@ -325,11 +324,12 @@ impl SnapshotWriter {
     pub fn finish(mut self) -> Result<SnapshotInfo> {
         self.commit()?;
         self.conn.execute_batch("BEGIN")?;
+        // The direct grants are all in: index them in one sorted pass each; the
+        // rows expansion adds extend these indexes locally (see schema.rs).
+        self.conn.execute_batch(BEFORE_EXPANSION)?;
         let expanded_grants = expand::expand_grants(&self.conn, &self.sync_id, self.clock)?;
-        // All grants are in: build the SDK's grant indexes in one sorted pass
-        // each, in the SDK's order, in place of the work key.
-        self.conn.execute_batch(DROP_WORK_GRANT_KEY)?;
-        self.conn.execute_batch(FINAL_INDEXES)?;
+        // Expansion would scatter this index's keys: build it sorted, at the end.
+        self.conn.execute_batch(AFTER_EXPANSION)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO v1_sync_runs (sync_id, started_at, ended_at, sync_token, sync_type,
