@@ -21,17 +21,7 @@ const SEARCH_ROUTE: &str = "/wiki/rest/api/search/user";
 const GROUPS_ROUTE: &str = "/wiki/rest/api/group";
 
 /// Verbs and nouns the reference connector turns into entitlements.
-const VERBS: [&str; 8] = [
-    "administer",
-    "archive",
-    "create",
-    "delete",
-    "export",
-    "read",
-    "restrict_content",
-    "update",
-];
-const NOUNS: [&str; 5] = ["attachment", "blogpost", "comment", "page", "space"];
+use confluence_operator::c1z::{ALL_NOUNS as NOUNS, ALL_VERBS as VERBS};
 
 fn fast_retry() -> RetryPolicy {
     RetryPolicy {
