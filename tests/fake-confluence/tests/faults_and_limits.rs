@@ -153,15 +153,18 @@ fn status_fault(status: u16, retry_after_secs: Option<u64>) -> FaultKind {
     }
 }
 
+/// A default fake whose first call to `route` fails with `kind`, and that first answer.
+async fn first_call_fails(route: &str, kind: FaultKind) -> (common::Api, reqwest::Response) {
+    let api = start(FakeConfig::default()).await;
+    api.fake
+        .set_faults(vec![FaultRule::on_calls(route, &[1], kind)]);
+    let r = api.get(route).await;
+    (api, r)
+}
+
 #[tokio::test]
 async fn fault_500_with_retry_after() {
-    let api = start(FakeConfig::default()).await;
-    api.fake.set_faults(vec![FaultRule::on_calls(
-        GROUPS,
-        &[1],
-        status_fault(500, Some(2)),
-    )]);
-    let r = api.get(GROUPS).await;
+    let (_api, r) = first_call_fails(GROUPS, status_fault(500, Some(2))).await;
     assert_eq!(r.status(), 500);
     assert_eq!(header(&r, "retry-after"), Some("2"));
     let body: Value = r.json().await.expect("json");
@@ -170,13 +173,7 @@ async fn fault_500_with_retry_after() {
 
 #[tokio::test]
 async fn fault_500_without_retry_after() {
-    let api = start(FakeConfig::default()).await;
-    api.fake.set_faults(vec![FaultRule::on_calls(
-        GROUPS,
-        &[1],
-        status_fault(500, None),
-    )]);
-    let r = api.get(GROUPS).await;
+    let (api, r) = first_call_fails(GROUPS, status_fault(500, None)).await;
     assert_eq!(r.status(), 500);
     assert!(header(&r, "retry-after").is_none());
     assert_eq!(api.get(GROUPS).await.status(), 200);
@@ -184,13 +181,7 @@ async fn fault_500_without_retry_after() {
 
 #[tokio::test]
 async fn fault_502() {
-    let api = start(FakeConfig::default()).await;
-    api.fake.set_faults(vec![FaultRule::on_calls(
-        USER,
-        &[1],
-        status_fault(502, None),
-    )]);
-    let r = api.get(USER).await;
+    let (api, r) = first_call_fails(USER, status_fault(502, None)).await;
     assert_eq!(r.status(), 502);
     assert!(header(&r, "retry-after").is_none());
     assert_eq!(api.get(USER).await.status(), 200);
@@ -198,13 +189,8 @@ async fn fault_502() {
 
 #[tokio::test]
 async fn fault_504() {
-    let api = start(FakeConfig::default()).await;
-    api.fake.set_faults(vec![FaultRule::on_calls(
-        USER,
-        &[1],
-        status_fault(504, None),
-    )]);
-    assert_eq!(api.get(USER).await.status(), 504);
+    let (api, r) = first_call_fails(USER, status_fault(504, None)).await;
+    assert_eq!(r.status(), 504);
     assert_eq!(api.get(USER).await.status(), 200);
 }
 
