@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 
 use crate::cli::SyncArgs;
-use crate::confluence::{ClientConfig, ConfluenceClient};
+use crate::controller::outcome::failure_reason;
 use crate::site::normalize_site;
-use crate::sync::{SyncError, SyncOptions, run_sync};
+use crate::sync::{ConnectError, SyncError, SyncOptions, client_for, run_sync};
 
 /// Environment variable holding the API token.
 pub const API_TOKEN_ENV: &str = "CONFLUENCE_API_TOKEN";
@@ -30,7 +30,7 @@ enum SetupError {
     #[error("the output directory {0} does not exist")]
     NoOutputDir(String),
     #[error("cannot build the Confluence client: {0}")]
-    Client(#[from] crate::confluence::ConfluenceError),
+    Client(#[from] ConnectError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -64,7 +64,7 @@ pub fn run(args: SyncArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Ok(Err(Failure::Sync(e))) => fail(e.reason(), e.class(), &e.to_string()),
+        Ok(Err(Failure::Sync(e))) => fail(failure_reason(&e), e.class(), &e.to_string()),
         Ok(Err(Failure::Setup(e))) | Err(e) => fail(e.reason(), "configuration", &e.to_string()),
     }
 }
@@ -97,10 +97,14 @@ async fn sync(args: SyncArgs) -> Result<crate::sync::SyncReport, Failure> {
             parent.display().to_string(),
         )));
     }
-    let base_url = origin.url().map_err(|e| Failure::Setup(e.into()))?;
-    let mut config = ClientConfig::new(base_url, args.username.clone(), token);
-    config.max_in_flight = usize::from(args.concurrency);
-    let client = ConfluenceClient::new(config).map_err(|e| Failure::Setup(e.into()))?;
+    let client = client_for(
+        &origin,
+        &args.username,
+        token,
+        usize::from(args.concurrency),
+        None,
+    )
+    .map_err(|e| Failure::Setup(e.into()))?;
 
     let options = SyncOptions {
         spaces: !args.no_spaces,
@@ -110,12 +114,7 @@ async fn sync(args: SyncArgs) -> Result<crate::sync::SyncReport, Failure> {
         ..SyncOptions::default()
     };
     let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-    });
+    crate::shutdown::cancel_on_signals(cancel.clone());
     let span = info_span!("sync", site = %origin);
     run_sync(&client, &options, &args.output, &cancel)
         .instrument(span)

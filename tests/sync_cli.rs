@@ -134,3 +134,43 @@ fn refuses_sites_outside_the_policy_and_missing_tokens() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("CONFLUENCE_API_TOKEN"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_sync_and_removes_its_work_files() {
+    let mut config = FakeConfig::preset(Preset::Small);
+    config.latency.fixed_ms = 200;
+    let fake = FakeConfluence::start(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("slow.c1z");
+    let mut cmd = sync_command(fake.base_url(), &out, TOKEN);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("command starts");
+    // Wait until the writer's work directory exists: the sync is under way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_dir(dir.path()).map_or(0, |d| d.count()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync never started writing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("wait thread")
+        .expect("command ends");
+    assert!(!output.status.success(), "a cancelled sync is a failure");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("cancelled"), "{stdout}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "work files left: {left:?}");
+}

@@ -6,7 +6,8 @@ mod sync_support;
 use std::time::Duration;
 
 use confluence_operator::c1z::Snapshot;
-use confluence_operator::sync::{SyncError, SyncOptions, run_sync};
+use confluence_operator::controller::outcome::failure_reason;
+use confluence_operator::sync::{ProgressSender, Stage, SyncError, SyncOptions, run_sync};
 use fake_confluence::{
     DataConfig, FakeConfig, FakeConfluence, FaultKind, FaultRule, Preset, RateLimitConfig,
 };
@@ -247,7 +248,7 @@ async fn malformed_json_fails_cleanly_and_keeps_the_old_snapshot() {
         .await
         .unwrap_err();
     assert_eq!(err.class(), "malformed_response", "{err}");
-    assert_eq!(err.reason(), "SyncFailed");
+    assert_eq!(failure_reason(&err), "SyncFailed");
     assert_eq!(
         std::fs::read(&out).unwrap(),
         before,
@@ -276,7 +277,7 @@ async fn persistent_server_errors_fail_as_site_unreachable_without_files() {
         .await
         .unwrap_err();
     assert_eq!(err.class(), "transient", "{err}");
-    assert_eq!(err.reason(), "SiteUnreachable");
+    assert_eq!(failure_reason(&err), "SiteUnreachable");
     assert!(
         files_in(dir.path()).is_empty(),
         "no partial files: {:?}",
@@ -295,7 +296,7 @@ async fn wrong_credentials_fail_before_any_file_is_created() {
     let err = run_sync(&client, &options(), &out, &CancellationToken::new())
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), "AuthenticationFailed", "{err}");
+    assert_eq!(failure_reason(&err), "AuthenticationFailed", "{err}");
     assert!(!err.to_string().contains("wrong-token"));
     assert!(files_in(dir.path()).is_empty());
 }
@@ -377,4 +378,131 @@ async fn full_last_pages_empty_and_big_groups_and_short_pages() {
         .await
         .unwrap();
     SnapshotIds::read(&out).assert_eq(&SnapshotIds::from_truth(&truth));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_space_gone_since_listing_is_skipped_not_a_failure() {
+    let fake = FakeConfluence::start(FakeConfig::preset(Preset::Small))
+        .await
+        .unwrap();
+    // The first permissions walk meets a 404, as for a space deleted after listing.
+    fake.set_faults(vec![FaultRule::on_calls(
+        "/wiki/api/v2/spaces/{id}/permissions",
+        &[1],
+        FaultKind::Status {
+            status: 404,
+            retry_after_secs: None,
+        },
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("snap.c1z");
+    let report = run_sync(&client(&fake), &options(), &out, &CancellationToken::new())
+        .await
+        .expect("one missing space does not fail the sync");
+    let truth = fake.truth();
+    assert_eq!(report.counts.spaces, truth.spaces.count as u64);
+    assert!(
+        report.counts.space_permissions < truth.space_permissions.count as u64,
+        "the skipped space's permissions are missing, the others are there"
+    );
+    assert!(report.counts.space_permissions > 0);
+}
+
+/// Runs a medium sync, publishing progress, and calls `on_finishing` once the engine
+/// says it is finishing the snapshot.
+async fn medium_sync_until_finishing(
+    dir: &std::path::Path,
+    cancel: CancellationToken,
+) -> (
+    tokio::task::JoinHandle<Result<confluence_operator::sync::SyncReport, SyncError>>,
+    fake_confluence::RunningFake,
+) {
+    let fake = FakeConfluence::start(FakeConfig::preset(Preset::Medium))
+        .await
+        .unwrap();
+    let (progress, mut seen) = ProgressSender::channel();
+    let options = SyncOptions {
+        progress: Some(progress),
+        ..options()
+    };
+    let client = client(&fake);
+    let out = dir.join("snap.c1z");
+    let sync = tokio::spawn(async move { run_sync(&client, &options, &out, &cancel).await });
+    tokio::time::timeout(Duration::from_secs(300), async {
+        while seen.borrow_and_update().stage != Stage::FinishingSnapshot {
+            seen.changed()
+                .await
+                .expect("the engine keeps its sender until it ends");
+        }
+    })
+    .await
+    .expect("the sync reaches the finishing phase");
+    (sync, fake)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_while_the_snapshot_is_finished_stops_promptly_without_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("snap.c1z"), b"previous").unwrap();
+    let cancel = CancellationToken::new();
+    let (sync, _fake) = medium_sync_until_finishing(dir.path(), cancel.clone()).await;
+    let cancelled_at = std::time::Instant::now();
+    cancel.cancel();
+    let err = sync.await.unwrap().unwrap_err();
+    assert!(matches!(err, SyncError::Cancelled), "{err}");
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(5),
+        "stopped after {:?}",
+        cancelled_at.elapsed()
+    );
+    assert_eq!(files_in(dir.path()), ["snap.c1z"], "no work files left");
+    assert_eq!(
+        std::fs::read(dir.path().join("snap.c1z")).unwrap(),
+        b"previous"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_sync_while_finishing_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sync, _fake) = medium_sync_until_finishing(dir.path(), CancellationToken::new()).await;
+    sync.abort();
+    let _ = sync.await;
+    // The writer thread notices on its own and removes its work directory.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !files_in(dir.path()).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "{:?}",
+        files_in(dir.path())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_names_the_stage_and_counts_the_walks() {
+    let fake = FakeConfluence::start(FakeConfig::preset(Preset::Small))
+        .await
+        .unwrap();
+    let (progress, seen) = ProgressSender::channel();
+    let options = SyncOptions {
+        progress: Some(progress),
+        ..options()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_sync(
+        &client(&fake),
+        &options,
+        &dir.path().join("snap.c1z"),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let last = seen.borrow().clone();
+    assert_eq!(last.stage, Stage::FinishingSnapshot);
+    assert_eq!(last.groups_total, Some(report.counts.groups));
+    assert_eq!(last.groups_walked, report.counts.groups);
+    assert_eq!(last.spaces_total, Some(report.counts.spaces));
+    assert_eq!(last.spaces_walked, report.counts.spaces);
 }

@@ -7,6 +7,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
 use super::{C1zError, Result};
 
@@ -52,6 +53,23 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Reads through to `inner` until the token is cancelled, then fails every read, so a
+/// long compression stops within one buffer.
+struct CancellableReader<'a, R> {
+    inner: R,
+    cancel: &'a CancellationToken,
+}
+
+impl<R: Read> Read for CancellableReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            // Not `Interrupted`: io::copy would retry that forever.
+            return Err(io::Error::other("cancelled"));
+        }
+        self.inner.read(buf)
+    }
+}
+
 /// Removes the temporary file unless disarmed, so errors leave nothing behind.
 struct TmpGuard<'a> {
     path: &'a Path,
@@ -90,8 +108,9 @@ pub(crate) fn parent_dir(out: &Path) -> Result<PathBuf> {
 
 /// Compresses the SQLite file `db` into `out`: writes `<out>.tmp` (mode 0644),
 /// fsyncs it, renames it over `out` and fsyncs the directory. On error the
-/// temporary file is removed and `out` is untouched.
-pub(crate) fn write_atomic(db: &Path, out: &Path) -> Result<Written> {
+/// temporary file is removed and `out` is untouched. A cancelled `cancel` stops the
+/// copy and fails with [`C1zError::Cancelled`] before anything is renamed.
+pub(crate) fn write_atomic(db: &Path, out: &Path, cancel: &CancellationToken) -> Result<Written> {
     let tmp = tmp_path(out)?;
     let dir = parent_dir(out)?;
     let mut guard = TmpGuard {
@@ -109,7 +128,17 @@ pub(crate) fn write_atomic(db: &Path, out: &Path) -> Result<Written> {
     file.set_permissions(fs::Permissions::from_mode(0o644))
         .map_err(|e| C1zError::io("chmod", &tmp, e))?;
     let input = File::open(db).map_err(|e| C1zError::io("open", db, e))?;
-    let written = compress(input, file, &tmp)?;
+    let input = CancellableReader {
+        inner: BufReader::new(input),
+        cancel,
+    };
+    let written = match compress(input, file, &tmp) {
+        Err(_) if cancel.is_cancelled() => return Err(C1zError::Cancelled),
+        other => other?,
+    };
+    if cancel.is_cancelled() {
+        return Err(C1zError::Cancelled);
+    }
     fs::rename(&tmp, out).map_err(|e| C1zError::io("rename", out, e))?;
     guard.armed = false;
     // Persist the rename itself; without this a crash could resurrect the old file.
@@ -120,7 +149,7 @@ pub(crate) fn write_atomic(db: &Path, out: &Path) -> Result<Written> {
 }
 
 /// Streams `input` into `file` behind the magic as a single zstd frame, then fsyncs.
-fn compress(input: File, file: File, path: &Path) -> Result<Written> {
+fn compress(mut input: impl Read, file: File, path: &Path) -> Result<Written> {
     let io_err = |e| C1zError::io("write", path, e);
     let mut out = HashingWriter {
         inner: io::BufWriter::new(file),
@@ -131,7 +160,7 @@ fn compress(input: File, file: File, path: &Path) -> Result<Written> {
     let mut encoder = zstd::stream::Encoder::new(out, LEVEL).map_err(io_err)?;
     encoder.window_log(WINDOW_LOG).map_err(io_err)?;
     encoder.include_checksum(true).map_err(io_err)?;
-    io::copy(&mut BufReader::new(input), &mut encoder).map_err(io_err)?;
+    io::copy(&mut input, &mut encoder).map_err(io_err)?;
     let mut out = encoder.finish().map_err(io_err)?;
     out.flush().map_err(io_err)?;
     let HashingWriter {
@@ -217,7 +246,7 @@ mod tests {
         let db = dir.join("in.db");
         let out = dir.join("out.c1z");
         fs::write(&db, content).expect("write");
-        write_atomic(&db, &out).expect("compress");
+        write_atomic(&db, &out, &CancellationToken::new()).expect("compress");
         out
     }
 

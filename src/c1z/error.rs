@@ -49,6 +49,10 @@ pub enum C1zError {
     /// The file does not start with the c1z v1 magic.
     #[error("not a c1z v1 file (bad magic)")]
     BadMagic,
+    /// The snapshot was cancelled through [`super::SnapshotOptions::cancel`]; nothing was
+    /// published.
+    #[error("the snapshot was cancelled")]
+    Cancelled,
     /// The decompressed database exceeds the reader's size cap.
     #[error("decompressed snapshot exceeds {limit} bytes")]
     TooLarge {

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
 
 use super::container;
 use super::expand;
@@ -29,6 +30,9 @@ const BATCH: usize = 20_000;
 const WORK_DB: &str = "snapshot.db";
 /// Scratch database for expansion bookkeeping; never part of the snapshot.
 const SCRATCH_DB: &str = "scratch.db";
+/// SQLite virtual-machine steps between two looks at the cancellation token: often
+/// enough that index builds and grant expansion stop within milliseconds.
+const CANCEL_CHECK_STEPS: std::ffi::c_int = 10_000;
 
 /// Options of one snapshot.
 #[derive(Clone, Debug)]
@@ -43,6 +47,13 @@ pub struct SnapshotOptions {
     pub started_at: Option<DateTime<Utc>>,
     /// Source of `discovered_at` and `ended_at`; injectable for tests.
     pub clock: fn() -> DateTime<Utc>,
+    /// The sync id (a KSUID, see [`super::new_ksuid`]), when the caller chose it up front
+    /// (e.g. to name the output file after it); drawn from `started_at` otherwise.
+    pub sync_id: Option<String>,
+    /// Cancelling it stops the writer at the next check, even inside grant expansion,
+    /// index builds or compression: [`SnapshotWriter::finish`] then fails with
+    /// [`C1zError::Cancelled`] and leaves nothing behind.
+    pub cancel: CancellationToken,
 }
 
 impl Default for SnapshotOptions {
@@ -52,6 +63,8 @@ impl Default for SnapshotOptions {
             verbs: ALL_VERBS.iter().map(|s| s.to_string()).collect(),
             started_at: None,
             clock: Utc::now,
+            sync_id: None,
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -121,6 +134,7 @@ pub struct SnapshotWriter {
     pending: usize,
     skipped_permissions: u64,
     skipped_users: u64,
+    cancel: CancellationToken,
     work: TempDir,
 }
 
@@ -172,11 +186,19 @@ impl SnapshotWriter {
         )?;
         conn.set_prepared_statement_cache_capacity(32);
         conn.execute_batch(SCHEMA)?;
+        let cancel = options.cancel.clone();
+        // A long statement (index build, expansion join) interrupts itself once the
+        // token is cancelled; the caller then sees `Cancelled`, not a SQLite error.
+        conn.progress_handler(CANCEL_CHECK_STEPS, Some(move || cancel.is_cancelled()));
         let started_at = options.started_at.unwrap_or_else(options.clock);
+        let sync_id = match options.sync_id {
+            Some(id) => id,
+            None => new_ksuid(started_at)?,
+        };
         let writer = Self {
             conn,
             out: output_path.to_path_buf(),
-            sync_id: new_ksuid(started_at)?,
+            sync_id,
             started_at,
             clock: options.clock,
             verbs,
@@ -186,6 +208,7 @@ impl SnapshotWriter {
             pending: 0,
             skipped_permissions: 0,
             skipped_users: 0,
+            cancel: options.cancel,
             work,
         };
         writer.conn.execute_batch("BEGIN")?;
@@ -321,13 +344,26 @@ impl SnapshotWriter {
     /// magic + one zstd frame (level 3) written to `<out>.tmp` (mode 0644),
     /// fsynced and renamed over `<out>`. On error nothing is left behind and an
     /// existing `<out>` is untouched.
-    pub fn finish(mut self) -> Result<SnapshotInfo> {
+    pub fn finish(self) -> Result<SnapshotInfo> {
+        let cancel = self.cancel.clone();
+        match self.finish_inner() {
+            // An interrupted statement or read reports itself as an error of its own
+            // kind; the cancellation is what the caller needs to know.
+            Err(_) if cancel.is_cancelled() => Err(C1zError::Cancelled),
+            other => other,
+        }
+    }
+
+    fn finish_inner(mut self) -> Result<SnapshotInfo> {
+        self.check_cancelled()?;
         self.commit()?;
         self.conn.execute_batch("BEGIN")?;
         // The direct grants are all in: index them in one sorted pass each; the
         // rows expansion adds extend these indexes locally (see schema.rs).
         self.conn.execute_batch(BEFORE_EXPANSION)?;
+        self.check_cancelled()?;
         let expanded_grants = expand::expand_grants(&self.conn, &self.sync_id, self.clock)?;
+        self.check_cancelled()?;
         // Expansion would scatter this index's keys: build it sorted, at the end.
         self.conn.execute_batch(AFTER_EXPANSION)?;
         self.conn
@@ -345,12 +381,14 @@ impl SnapshotWriter {
         self.conn.execute_batch("COMMIT")?;
         let counts = self.counts()?;
 
+        self.check_cancelled()?;
         let Self {
             conn,
             out,
             sync_id,
             skipped_permissions,
             skipped_users,
+            cancel,
             work,
             ..
         } = self;
@@ -361,7 +399,7 @@ impl SnapshotWriter {
             return Err(C1zError::JournalMode(mode));
         }
         conn.close().map_err(|(_, e)| e)?;
-        let written = container::write_atomic(&work.path().join(WORK_DB), &out)?;
+        let written = container::write_atomic(&work.path().join(WORK_DB), &out, &cancel)?;
         drop(work);
         Ok(SnapshotInfo {
             sync_id,
@@ -382,6 +420,13 @@ impl SnapshotWriter {
 
     fn now(&self) -> String {
         format_go_timestamp((self.clock)())
+    }
+
+    fn check_cancelled(&self) -> Result<()> {
+        if self.cancel.is_cancelled() {
+            return Err(C1zError::Cancelled);
+        }
+        Ok(())
     }
 
     /// Counts one written row and commits when the batch is full.

@@ -1,12 +1,14 @@
 //! Client configuration: where to connect, which credentials, and how patient to be.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use url::Url;
 
 use super::errors::ConfluenceError;
+use super::observer::RequestObserver;
 
 /// Default number of requests one client keeps in flight (§6: 4–8 per tenant).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
@@ -86,6 +88,8 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// User-Agent header value.
     pub user_agent: String,
+    /// Sees every attempt and retry (metrics); none by default.
+    pub observer: Option<Arc<dyn RequestObserver>>,
 }
 
 impl ClientConfig {
@@ -102,6 +106,7 @@ impl ClientConfig {
             max_pages: DEFAULT_MAX_PAGES,
             retry: RetryPolicy::default(),
             user_agent: concat!("confluence-operator/", env!("CARGO_PKG_VERSION")).to_owned(),
+            observer: None,
         }
     }
 }
@@ -120,6 +125,7 @@ impl fmt::Debug for ClientConfig {
             .field("max_pages", &self.max_pages)
             .field("retry", &self.retry)
             .field("user_agent", &self.user_agent)
+            .field("observer", &self.observer.is_some())
             .finish()
     }
 }

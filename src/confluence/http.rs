@@ -15,6 +15,7 @@ use url::Url;
 use super::config::{ClientConfig, RetryPolicy, normalize_base_url};
 use super::error_body::{FailureKind, classify, shorten, summarize_body};
 use super::errors::{ConfluenceError, ResponseContext};
+use super::observer::RequestObserver;
 use super::retry::{Decision, Failure, RetryState, parse_retry_after, random_jitter};
 use super::stats::{ClientStats, Counters, Route};
 use super::throttle::Throttle;
@@ -39,6 +40,7 @@ pub(crate) struct Transport {
     max_response_bytes: usize,
     pub(crate) max_pages: usize,
     retry: RetryPolicy,
+    observer: Option<std::sync::Arc<dyn RequestObserver>>,
 }
 
 /// Why reading a body stopped early.
@@ -100,6 +102,7 @@ impl Transport {
             max_response_bytes: config.max_response_bytes,
             max_pages: config.max_pages.max(1),
             retry: config.retry.clone(),
+            observer: config.observer.clone(),
         })
     }
 
@@ -132,7 +135,15 @@ impl Transport {
             let sent = Instant::now();
             let attempt = self.attempt(route, &url).await;
             drop(permit);
-            let took_ms = sent.elapsed().as_millis() as u64;
+            let took = sent.elapsed();
+            let took_ms = took.as_millis() as u64;
+            if let Some(observer) = &self.observer {
+                let status = match &attempt {
+                    Attempt::Answer { status, .. } => Some(status.as_u16()),
+                    Attempt::Broken(_) | Attempt::TooLarge => None,
+                };
+                observer.request(route.template(), status, took);
+            }
 
             let (failure, error) = match self.judge::<T>(route, attempt, attempt_no, took_ms) {
                 Judged::Done(result) => return result,
@@ -148,6 +159,13 @@ impl Transport {
                 }
                 Decision::Retry { wait, shared } => {
                     self.counters.retry();
+                    if let Some(observer) = &self.observer {
+                        observer.retry(match failure {
+                            Failure::RateLimited { .. } => "rate_limited",
+                            Failure::Transient { .. } => "transient",
+                            Failure::Malformed => "malformed_response",
+                        });
+                    }
                     if shared {
                         if self.throttle.pause_for(wait) {
                             info!(

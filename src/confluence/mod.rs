@@ -28,6 +28,7 @@ mod error_body;
 mod errors;
 mod http;
 mod models;
+mod observer;
 mod open_enum;
 mod pager;
 mod pagination;
@@ -49,6 +50,7 @@ pub use models::{
     ProfilePicture, SearchResult, Space, SpaceOperation, SpacePermission, SpaceRole, SpaceType,
     TargetType, TenantInfo, User, UserOperation,
 };
+pub use observer::RequestObserver;
 pub use pager::{PageRow, Pager, WalkSummary};
 pub use pagination::StopReason;
 pub use stats::ClientStats;

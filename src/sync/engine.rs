@@ -9,10 +9,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::c1z::SnapshotOptions;
-use crate::confluence::ConfluenceClient;
+use crate::confluence::{ConfluenceClient, ErrorClass};
 
 use super::SyncError;
 use super::mapping::{group_record, permission_record, role_record, space_record, user_record};
+use super::progress::{ProgressSender, Stage};
 use super::report::{SyncCounts, SyncReport};
 use super::sink::{Row, RowSender, Sink};
 
@@ -31,8 +32,11 @@ pub struct SyncOptions {
     pub concurrency: usize,
     /// Longest time the sync may take.
     pub timeout: Duration,
-    /// Snapshot settings (noun and verb selection).
+    /// Snapshot settings (noun and verb selection, a sync id chosen up front). Its
+    /// cancellation token is replaced by one tied to the sync's own.
     pub snapshot: SnapshotOptions,
+    /// Where stage and walk progress is published, if anyone listens.
+    pub progress: Option<ProgressSender>,
 }
 
 impl Default for SyncOptions {
@@ -43,6 +47,7 @@ impl Default for SyncOptions {
             concurrency: 8,
             timeout: Duration::from_secs(30 * 60),
             snapshot: SnapshotOptions::default(),
+            progress: None,
         }
     }
 }
@@ -51,7 +56,9 @@ impl Default for SyncOptions {
 ///
 /// The credentials are checked first, so a bad token creates no files. On any failure,
 /// cancellation or timeout the output path is left as it was and no temporary file
-/// remains when this returns.
+/// remains when this returns; that holds for the snapshot's finishing phase too, which
+/// stops promptly when `cancel` fires or the timeout passes. Dropping the returned future
+/// early also stops the writer, which then removes its work files on its own.
 pub async fn run_sync(
     client: &ConfluenceClient,
     options: &SyncOptions,
@@ -61,7 +68,17 @@ pub async fn run_sync(
     let started = Instant::now();
     let deadline = tokio::time::sleep(options.timeout);
     tokio::pin!(deadline);
+    let progress = |stage: Stage| {
+        if let Some(p) = &options.progress {
+            p.update(|p| p.stage = stage);
+        }
+    };
+    // The writer thread watches this token: cancelled with `cancel`, on timeout, and
+    // when this future is dropped.
+    let work = cancel.child_token();
+    let _stop_writer_when_dropped = work.clone().drop_guard();
 
+    progress(Stage::CheckingCredentials);
     let account = tokio::select! {
         result = client.current_user() => result?,
         () = cancel.cancelled() => return Err(SyncError::Cancelled),
@@ -69,22 +86,49 @@ pub async fn run_sync(
     };
     info!(account_id = %account.account_id, "credentials accepted");
 
-    let sink = Sink::start(output, options.snapshot.clone())?;
+    progress(Stage::Fetching);
+    let snapshot_options = SnapshotOptions {
+        cancel: work.clone(),
+        ..options.snapshot.clone()
+    };
+    let sink = Sink::start(output, snapshot_options)?;
     let outcome = tokio::select! {
         result = fetch_everything(client, options, sink.sender()) => result,
         () = cancel.cancelled() => Err(SyncError::Cancelled),
         () = &mut deadline => Err(SyncError::TimedOut(options.timeout)),
     };
     let fetched = started.elapsed();
-    let info = match outcome {
-        Ok(()) => sink.finish().await?,
+    let finishing = match outcome {
+        Ok(()) => sink.finish(),
         Err(SyncError::WriterStopped) => {
             // The writer's own error says what went wrong.
             return Err(sink.abort().await.unwrap_or(SyncError::WriterStopped));
         }
         Err(e) => {
+            work.cancel();
             sink.abort().await;
             return Err(e);
+        }
+    };
+    progress(Stage::FinishingSnapshot);
+    info!(
+        seconds = format!("{:.1}", fetched.as_secs_f64()),
+        "fetching done; finishing the snapshot"
+    );
+    tokio::pin!(finishing);
+    // Finishing is blocking work on the writer thread: a cancellation or the timeout
+    // stops it through `work`, and the thread is awaited so no file outlives the sync.
+    let info = tokio::select! {
+        result = &mut finishing => result?,
+        () = cancel.cancelled() => {
+            work.cancel();
+            let _ = finishing.await;
+            return Err(SyncError::Cancelled);
+        }
+        () = &mut deadline => {
+            work.cancel();
+            let _ = finishing.await;
+            return Err(SyncError::TimedOut(options.timeout));
         }
     };
 
@@ -175,11 +219,17 @@ async fn groups_and_members(
     info!(groups = ids.len(), pages = pager.pages(), "groups: listed");
 
     let total = ids.len();
+    if let Some(p) = &options.progress {
+        p.update(|p| p.groups_total = Some(total as u64));
+    }
     let walked = stream::iter(ids.into_iter().enumerate())
         .map(|(index, group_id)| {
             let sender = sender.clone();
             async move {
                 let members = group_members(client, &group_id, &sender).await?;
+                if let Some(p) = &options.progress {
+                    p.update(|p| p.groups_walked += 1);
+                }
                 if (index + 1) % PROGRESS_EVERY == 0 {
                     info!(walked = index + 1, of = total, "members: progress");
                 }
@@ -266,11 +316,17 @@ async fn spaces_and_permissions(
     );
 
     let total = ids.len();
+    if let Some(p) = &options.progress {
+        p.update(|p| p.spaces_total = Some(total as u64));
+    }
     let permissions = stream::iter(ids.into_iter().enumerate())
         .map(|(index, space_id)| {
             let sender = sender.clone();
             async move {
                 let count = space_permissions(client, &space_id, &sender).await?;
+                if let Some(p) = &options.progress {
+                    p.update(|p| p.spaces_walked += 1);
+                }
                 if (index + 1) % PROGRESS_EVERY == 0 {
                     info!(
                         walked = index + 1,
@@ -295,7 +351,25 @@ async fn space_permissions(
 ) -> Result<u64, SyncError> {
     let mut pager = client.space_permissions(space_id)?;
     let mut count = 0;
-    while let Some(page) = pager.next_page().await? {
+    loop {
+        let page = match pager.next_page().await {
+            Ok(Some(page)) => page,
+            Ok(None) => break,
+            // A space deleted after it was listed: its permissions are gone with it,
+            // which is no reason to fail the whole sync. v2 also answers bad
+            // credentials with a bare 404, so those are confirmed first.
+            Err(e) if e.class() == ErrorClass::NotFound => {
+                if e.may_be_credentials() {
+                    client.current_user().await?;
+                }
+                info!(
+                    space_id,
+                    "space permissions: space gone since listing; skipped"
+                );
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let rows: Vec<Row> = page
             .iter()
             .filter_map(|permission| permission_record(space_id, permission))

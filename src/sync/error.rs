@@ -1,10 +1,10 @@
-//! Errors of the sync layer and how they map to condition reasons.
+//! Errors of the sync layer. Which condition reason each one becomes is the
+//! controller's business; this layer only says what happened.
 
 use std::time::Duration;
 
-use crate::api::reasons;
 use crate::c1z::C1zError;
-use crate::confluence::{ConfluenceError, ErrorClass};
+use crate::confluence::ConfluenceError;
 
 /// Why a sync failed. No variant carries credentials.
 #[derive(Debug, thiserror::Error)]
@@ -14,7 +14,7 @@ pub enum SyncError {
     Confluence(#[from] ConfluenceError),
     /// The snapshot could not be written.
     #[error("snapshot: {0}")]
-    Snapshot(#[from] C1zError),
+    Snapshot(C1zError),
     /// The caller cancelled the sync (connector deleted, changed, suspended, shutdown).
     #[error("the sync was cancelled")]
     Cancelled,
@@ -32,29 +32,16 @@ pub enum SyncError {
     Aborted,
 }
 
-impl SyncError {
-    /// The condition and Event reason: what a user reads on the connector.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Confluence(e) => match e.class() {
-                ErrorClass::Authentication => reasons::AUTHENTICATION_FAILED,
-                ErrorClass::PermissionDenied => reasons::PERMISSION_DENIED,
-                ErrorClass::RateLimited => reasons::RATE_LIMITED,
-                ErrorClass::Transient | ErrorClass::Configuration => reasons::SITE_UNREACHABLE,
-                ErrorClass::NotFound
-                | ErrorClass::MalformedResponse
-                | ErrorClass::BadRequest
-                | ErrorClass::Other => reasons::SYNC_FAILED,
-            },
-            Self::Snapshot(_)
-            | Self::Cancelled
-            | Self::TimedOut(_)
-            | Self::WriterStopped
-            | Self::WriterPanicked(_)
-            | Self::Aborted => reasons::SYNC_FAILED,
+impl From<C1zError> for SyncError {
+    fn from(error: C1zError) -> Self {
+        match error {
+            C1zError::Cancelled => Self::Cancelled,
+            other => Self::Snapshot(other),
         }
     }
+}
 
+impl SyncError {
     /// A finer label for logs, metrics and the CLI: the client's error class, or the
     /// sync's own failure kind.
     pub fn class(&self) -> &'static str {
@@ -64,6 +51,14 @@ impl SyncError {
             Self::Cancelled => "cancelled",
             Self::TimedOut(_) => "timeout",
             Self::WriterStopped | Self::WriterPanicked(_) | Self::Aborted => "internal",
+        }
+    }
+
+    /// How long Confluence asked to wait, for a sync that ran out of rate-limit budget.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Confluence(e) => e.retry_after(),
+            _ => None,
         }
     }
 }

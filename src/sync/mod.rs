@@ -6,12 +6,16 @@
 //! plus space roles. Rows stream into the snapshot writer as pages arrive, so memory
 //! stays flat as tenants grow.
 
+mod connect;
 mod engine;
 mod error;
 pub mod mapping;
+mod progress;
 mod report;
 mod sink;
 
+pub use connect::{ConnectError, client_for};
 pub use engine::{SyncOptions, run_sync};
 pub use error::SyncError;
+pub use progress::{ProgressSender, Stage, SyncProgress};
 pub use report::{SyncCounts, SyncReport};

@@ -130,3 +130,41 @@ fn missing_parent_directory_is_an_error() {
         Err(C1zError::Io { .. })
     ));
 }
+
+#[test]
+fn a_cancelled_writer_publishes_nothing_and_cleans_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = out_path(dir.path());
+    fs::write(&out, b"previous snapshot").expect("seed");
+    let opts = options();
+    let cancel = opts.cancel.clone();
+    let mut writer = SnapshotWriter::create(&out, opts).expect("create");
+    writer
+        .put_user(&user("u1", "Ann", None, true))
+        .expect("put user");
+    cancel.cancel();
+    assert!(matches!(writer.finish(), Err(C1zError::Cancelled)));
+    assert_eq!(fs::read(&out).expect("read"), b"previous snapshot");
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .expect("ls")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    assert_eq!(
+        names,
+        ["snap.c1z"],
+        "no work directory or temporary file left"
+    );
+}
+
+#[test]
+fn a_sync_id_chosen_up_front_is_the_one_written() {
+    let id = crate::c1z::new_ksuid(super::support::started()).expect("ksuid");
+    let opts = crate::c1z::SnapshotOptions {
+        sync_id: Some(id.clone()),
+        ..options()
+    };
+    let (_dir, info, snap) =
+        super::support::build_with(opts, |w| w.put_user(&user("u1", "Ann", None, true)));
+    assert_eq!(info.sync_id, id);
+    assert!(snap.resources.iter().all(|r| r.sync_id == id));
+}
