@@ -122,6 +122,12 @@ pub struct RunArgs {
     )]
     pub leader_election_namespace: Option<String>,
 
+    /// Reconcile only connectors whose labels match this selector (e.g. `shard=a`), to
+    /// split connectors across several operator deployments. Each selector elects its own
+    /// leader.
+    #[arg(long, value_name = "SELECTOR", env = "CONFLUENCE_OPERATOR_SELECTOR")]
+    pub selector: Option<String>,
+
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "CONFLUENCE_OPERATOR_LOG_FORMAT")]
     pub log_format: LogFormat,

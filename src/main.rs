@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use confluence_operator::cli::{Cli, Command};
-use confluence_operator::{api, sync_command, telemetry};
+use confluence_operator::{api, run_command, sync_command, telemetry};
 
 fn main() -> ExitCode {
     // kube and reqwest share one rustls provider; installing it first avoids rustls
@@ -24,11 +24,7 @@ fn main() -> ExitCode {
         },
         Command::Run(args) => {
             telemetry::init(args.log_format);
-            eprintln!(
-                "error: `run` (the controller) is not implemented in this version yet; \
-                 use `confluence-operator sync` for a one-shot sync"
-            );
-            ExitCode::from(2)
+            run_command::run(args)
         }
         Command::Sync(args) => {
             telemetry::init(args.log_format);

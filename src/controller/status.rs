@@ -152,8 +152,11 @@ pub fn next_status(
             message,
         } => {
             record_run(&mut status, run);
-            let credentials_problem =
-                *reason == reasons::AUTHENTICATION_FAILED || *reason == reasons::PERMISSION_DENIED;
+            // Only the user can fix these: wrong credentials, or a site that answers
+            // but is not Confluence.
+            let credentials_problem = *reason == reasons::AUTHENTICATION_FAILED
+                || *reason == reasons::PERMISSION_DENIED
+                || *reason == reasons::INVALID_SITE;
             conditions.set(reasons::READY, FALSE, reason, message);
             conditions.set(reasons::SYNCED, FALSE, reason, message);
             conditions.remove(reasons::RECONCILING);

@@ -1,0 +1,135 @@
+//! Wiring of the connector controller(s): one per watched namespace (or one for all),
+//! sharing one context.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::controller::Config as ControllerConfig;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
+use kube::runtime::{Predicate, PredicateConfig};
+use tracing::{debug, info, warn};
+
+use crate::api::ConfluenceConnector;
+
+use super::context::Context;
+use super::reconciler::{error_policy, reconcile};
+
+/// What the controllers watch.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// Namespaces; empty means all.
+    pub namespaces: Vec<String>,
+    /// A label selector on connectors.
+    pub selector: Option<String>,
+}
+
+/// Runs the controllers until `ctx.shutdown` is cancelled, then stops every sync.
+/// `ready` turns true once every controller's cache is filled.
+pub async fn run(ctx: Arc<Context>, scope: Scope, ready: Arc<AtomicBool>) {
+    let scopes: Vec<Option<String>> = if scope.namespaces.is_empty() {
+        vec![None]
+    } else {
+        scope.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut stores = Vec::new();
+    let mut controllers = Vec::new();
+    for namespace in scopes {
+        let (store, controller) = controller(ctx.clone(), namespace, scope.selector.clone());
+        stores.push(store);
+        controllers.push(controller);
+    }
+    let readiness = async move {
+        for store in stores {
+            if store.wait_until_ready().await.is_err() {
+                return;
+            }
+        }
+        ready.store(true, Ordering::Relaxed);
+        info!("caches filled; reconciling");
+    };
+    tokio::join!(futures::future::join_all(controllers), readiness);
+    ctx.stop_all_syncs().await;
+    info!("controllers stopped");
+}
+
+fn controller(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    selector: Option<String>,
+) -> (
+    Store<ConfluenceConnector>,
+    impl std::future::Future<Output = ()>,
+) {
+    let client = ctx.client.clone();
+    let (connectors, secrets): (Api<ConfluenceConnector>, Api<PartialObjectMeta<Secret>>) =
+        match &namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client)),
+        };
+    let mut config = watcher::Config::default();
+    if let Some(selector) = &selector {
+        config = config.labels(selector);
+    }
+    let (reader, writer) = reflector::store();
+    // The store sees every change (the Secret mapper and readiness read it); only
+    // spec, annotation and finalizer changes reach the reconciler, so the operator's
+    // own status writes do not wake it up again.
+    let connectors = watcher(connectors, config)
+        .default_backoff()
+        .modify(|c| c.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers),
+            PredicateConfig::default(),
+        );
+    // Metadata only: Secret values never enter the operator's memory through the
+    // watch; a rotation still changes the resourceVersion.
+    let secret_events = watcher(secrets, watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
+    let store = reader.clone();
+    let mapper = move |secret: PartialObjectMeta<Secret>| connectors_using(&store, &secret);
+    let triggers = futures::stream::unfold(ctx.trigger_stream(namespace.clone()), |mut rx| async {
+        rx.recv().await.map(|key| (key, rx))
+    });
+    let shutdown = ctx.shutdown.clone();
+    let future = Controller::for_stream(connectors, reader.clone())
+        .watches_stream(secret_events, mapper)
+        .reconcile_on(triggers)
+        .with_config(ControllerConfig::default().concurrency(16))
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => debug!(name = %object.name, "reconciled"),
+                Err(e) => warn!(error = %e, "controller"),
+            }
+        });
+    (reader, future)
+}
+
+/// Connectors in the Secret's namespace that reference it.
+fn connectors_using(
+    store: &Store<ConfluenceConnector>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<ConfluenceConnector>> {
+    let namespace = secret.namespace();
+    let name = secret.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|c| c.namespace() == namespace && c.spec.credentials.secret_ref.name == name)
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
