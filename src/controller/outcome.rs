@@ -48,6 +48,42 @@ pub fn task_failure_reason(error: &TaskError) -> &'static str {
     }
 }
 
+/// Failures only a change by the user (Secret, site, the account's rights) can fix:
+/// reported as `Stalled` and not retried on the short back-off.
+pub fn needs_user_change(reason: &str) -> bool {
+    matches!(
+        reason,
+        reasons::AUTHENTICATION_FAILED | reasons::PERMISSION_DENIED | reasons::INVALID_SITE
+    )
+}
+
+/// A short sentence for the status and Events: what failed and where, without the text
+/// of Confluence's answer (which can be long, and is for the log).
+pub fn failure_message(error: &TaskError) -> String {
+    let TaskError::Sync(SyncError::Confluence(e)) = error else {
+        return error.to_string();
+    };
+    let lead = match e.class() {
+        ErrorClass::Authentication => "Confluence rejected the credentials",
+        ErrorClass::PermissionDenied => {
+            "Confluence denied access: the account must be a site administrator"
+        }
+        ErrorClass::RateLimited => "Confluence's rate limit outlasted the retries",
+        ErrorClass::Transient => "The site answered with server errors or could not be reached",
+        ErrorClass::Configuration => {
+            "The site did not answer like Confluence Cloud; check spec.site"
+        }
+        ErrorClass::NotFound
+        | ErrorClass::MalformedResponse
+        | ErrorClass::BadRequest
+        | ErrorClass::Other => return e.to_string(),
+    };
+    match e.context() {
+        Some(c) => format!("{lead} (HTTP {} from {} {})", c.status, c.method, c.route),
+        None => format!("{lead}: {e}"),
+    }
+}
+
 /// The counts shown in `status.summary`.
 pub fn summary_of(counts: &SyncCounts) -> SyncSummary {
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -145,6 +181,19 @@ mod tests {
         for (error, reason) in table {
             assert_eq!(failure_reason(&error), reason, "{error}");
         }
+    }
+
+    #[test]
+    fn messages_name_the_status_and_route_but_not_the_body() {
+        let mut context = ctx(403);
+        context.detail = "StacklessResponseStatusException: caller cannot access".into();
+        let error = TaskError::Sync(confluence(ConfluenceError::Authentication(context)));
+        assert_eq!(
+            failure_message(&error),
+            "Confluence rejected the credentials (HTTP 403 from GET /wiki/rest/api/user/current)"
+        );
+        assert!(needs_user_change(task_failure_reason(&error)));
+        assert!(!needs_user_change(reasons::SITE_UNREACHABLE));
     }
 
     #[test]

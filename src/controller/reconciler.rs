@@ -28,7 +28,10 @@ use crate::sync::SyncError;
 use super::context::{Context, RunningSync, SyncInputs, TaskState, lock};
 use super::credentials::{Credentials, credentials_from_secret};
 use super::events::{self, ready_transition};
-use super::outcome::{object_counts, snapshot_ref, summary_of, task_failure_reason};
+use super::outcome::{
+    failure_message, needs_user_change, object_counts, snapshot_ref, summary_of,
+    task_failure_reason,
+};
 use super::schedule::{Due, DueInput, add, backoff_delay, sync_due, truncate, with_jitter};
 use super::status::{Observation, SyncRun, next_status};
 use super::status_patch::{apply_status, show_progress, whole_seconds};
@@ -482,13 +485,18 @@ async fn report_finished_sync(ctx: &Context, cur: &mut Current<'_>) -> Result<()
                 (reasons::RATE_LIMITED, TaskError::Sync(e)) => e
                     .retry_after()
                     .unwrap_or_else(|| backoff_delay(failures, jitter)),
+                // Presenting a rejected token again and again helps nobody (and can
+                // lock the account): only a change or a sync request retries soon.
+                _ if needs_user_change(reason) => with_jitter(SAFETY_REQUEUE, jitter),
                 _ => backoff_delay(failures, jitter),
             };
             run.next_sync_time = add(finished.at, wait);
-            let message = short(&error.to_string());
+            // The status and Event say what a person can act on; the full error text,
+            // which may quote Confluence's answer, goes to the log only.
+            let message = short(&failure_message(&error));
             warn!(
                 reason,
-                error = %message,
+                error = %error,
                 failures,
                 retry_in_s = wait.as_secs(),
                 "sync failed"

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, PartialObjectMeta};
-use kube::runtime::controller::Config as ControllerConfig;
+use kube::runtime::controller::{Config as ControllerConfig, Error as ControllerError};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
 use kube::runtime::{Predicate, PredicateConfig};
@@ -113,6 +113,10 @@ fn controller(
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => debug!(name = %object.name, "reconciled"),
+                // A request for a connector deleted meanwhile: nothing left to do.
+                Err(ControllerError::ObjectNotFound(object)) => {
+                    debug!(name = %object.name, "reconcile skipped: the connector is gone")
+                }
                 Err(e) => warn!(error = %e, "controller"),
             }
         });

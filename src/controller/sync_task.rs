@@ -106,7 +106,11 @@ pub fn start(
             };
             let at = Timestamp::now();
             *lock(&state) = TaskState::Finished(Box::new(Finished { at, result }));
-            ctx.trigger(&key);
+            // A cancelled sync was cancelled by a reconcile (delete, change, suspend) or
+            // by shutdown, which already handle it: nothing to report.
+            if !cancel.is_cancelled() {
+                ctx.trigger(&key);
+            }
         }
         .instrument(span)
     };
