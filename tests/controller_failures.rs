@@ -14,14 +14,11 @@ use fake_confluence::{Credential, FakeConfig, FaultKind, FaultRule, Preset};
 use tokio::net::TcpListener;
 
 use operator_support::{
-    DEBUG_LOG, SYNC_DEADLINE, condition, fixture, is_connected, quiet_window, request_value,
-    spec_for, status_json, sync_id,
+    DEBUG_LOG, SYNC_DEADLINE, assert_condition, assert_no_raw_error_body, condition,
+    connected_fixture, fixture, request_value, spec_for, status_json, sync_id,
 };
 
 const SECRET: &str = "confluence-credentials";
-
-/// Text of Confluence error bodies (the fake's) that must not reach a condition message.
-const RAW_BODY_MARKERS: [&str; 4] = ["java.lang.", "com.atlassian.", "Exception", "statusCode"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disallowed_sites_are_refused_without_any_connection() {
@@ -86,13 +83,11 @@ async fn disallowed_sites_are_refused_without_any_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_server_errors_keep_the_snapshot_and_back_off() {
-    let Some(fx) = fixture("ctl-500", FakeConfig::preset(Preset::Small)).await else {
+    let Some((fx, op, good)) =
+        connected_fixture("ctl-500", FakeConfig::preset(Preset::Small), "acme", SECRET).await
+    else {
         return;
     };
-    let op = fx.start_operator().await;
-    fx.put_valid_secret(SECRET).await;
-    fx.create_connector("acme", fx.spec(SECRET)).await;
-    let good = fx.wait_connected("acme", SYNC_DEADLINE, Some(&op)).await;
     let good_status = good.status.clone().expect("status");
     let snapshot = good_status.snapshot.clone().expect("snapshot");
     let snapshot_path = fx.snapshot_path(&snapshot);
@@ -119,21 +114,8 @@ async fn persistent_server_errors_keep_the_snapshot_and_back_off() {
         )
         .await;
     let status = failed.status.clone().expect("status");
-    for cond in &status.conditions {
-        for marker in RAW_BODY_MARKERS {
-            assert!(
-                !cond.message.contains(marker),
-                "condition {} quotes Confluence's error body ({marker}): {:?}",
-                cond.type_,
-                cond.message
-            );
-        }
-    }
-    let synced = condition(&failed, "Synced").expect("Synced");
-    assert_eq!(
-        (synced.status.as_str(), synced.reason.as_str()),
-        ("False", "SiteUnreachable")
-    );
+    assert_no_raw_error_body(&failed);
+    assert_condition(&failed, "Synced", "False", "SiteUnreachable");
     assert!(
         condition(&failed, "Stalled").is_none(),
         "a server outage is not Stalled (it can heal): {}",
@@ -158,9 +140,7 @@ async fn persistent_server_errors_keep_the_snapshot_and_back_off() {
     );
 
     // Back-off: count what reaches the fake over a minute.
-    fx.fake.reset_stats();
-    quiet_window(Duration::from_secs(60)).await;
-    let requests = fx.fake.stats().total_requests;
+    let requests = fx.requests_within(Duration::from_secs(60)).await;
     common::print_uncaptured(&format!(
         "requests in the 60s back-off window: {requests}; Ready message while down: {:?}",
         condition(&failed, "Ready").map(|r| r.message.clone())
@@ -189,19 +169,7 @@ async fn persistent_server_errors_keep_the_snapshot_and_back_off() {
     let value = request_value("heal");
     fx.request_sync("acme", &value).await;
     let healed = fx
-        .wait_connector(
-            "acme",
-            "Connected after the outage",
-            SYNC_DEADLINE,
-            Some(&op),
-            |c| {
-                is_connected(c)
-                    && c.status
-                        .as_ref()
-                        .and_then(|s| s.last_handled_sync_request.as_deref())
-                        == Some(value.as_str())
-            },
-        )
+        .wait_request_handled("acme", &value, "Connected after the outage", Some(&op))
         .await;
     assert_ne!(sync_id(&healed), Some(snapshot.sync_id.clone()));
 }
@@ -236,20 +204,8 @@ async fn the_token_never_appears_in_logs_events_status_or_metrics() {
     fx.wait_connected("acme", SYNC_DEADLINE, Some(&op)).await;
     let value = request_value("leak");
     fx.request_sync("acme", &value).await;
-    fx.wait_connector(
-        "acme",
-        "the requested sync",
-        SYNC_DEADLINE,
-        Some(&op),
-        |c| {
-            is_connected(c)
-                && c.status
-                    .as_ref()
-                    .and_then(|s| s.last_handled_sync_request.as_deref())
-                    == Some(value.as_str())
-        },
-    )
-    .await;
+    fx.wait_request_handled("acme", &value, "the requested sync", Some(&op))
+        .await;
 
     let b64 = base64::engine::general_purpose::STANDARD;
     let needles = [

@@ -12,8 +12,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 
 use operator_support::{
-    Operator, SYNC_DEADLINE, fixture, in_reconcile_span, is_connected, parse_openmetrics,
-    request_value, samples, tree,
+    Operator, fixture, in_reconcile_span, parse_openmetrics, request_value, samples, tree,
 };
 
 const SECRET: &str = "confluence-credentials";
@@ -84,9 +83,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     let b = Operator::start(b_options).await;
     let b_id = format!("operator-b-{}", b.pid());
 
-    fx.put_valid_secret(SECRET).await;
-    fx.create_connector("acme", fx.spec(SECRET)).await;
-    fx.wait_connected("acme", SYNC_DEADLINE, Some(&a)).await;
+    fx.create_connected("acme", SECRET, &a).await;
     // Let the standby have every chance to (wrongly) act.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -134,18 +131,11 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
 
     let value = request_value("after-failover");
     fx.request_sync("acme", &value).await;
-    fx.wait_connector(
+    fx.wait_request_handled(
         "acme",
+        &value,
         "the new leader to answer the sync request",
-        SYNC_DEADLINE,
         Some(&b),
-        |c| {
-            is_connected(c)
-                && c.status
-                    .as_ref()
-                    .and_then(|s| s.last_handled_sync_request.as_deref())
-                    == Some(value.as_str())
-        },
     )
     .await;
     assert!(

@@ -10,15 +10,15 @@ mod operator_support;
 
 use std::time::{Duration, Instant};
 
-use confluence_operator::api::Phase;
+use confluence_operator::api::{ConfluenceConnector, Phase, SyncSpec};
 use confluence_operator::c1z::Snapshot;
 use fake_confluence::{DataConfig, FakeConfig, Latency, Preset, RunningFake};
 use serde_json::json;
 
 use operator_support::{
-    Fixture, Operator, SYNC_DEADLINE, condition, fixture, generation, is_connected,
-    last_sync_start, level, message, observed_generation, phase_of, quiet_window, request_value,
-    status_json, sync_id, sync_with_timeout, tree, work_files,
+    Fixture, Operator, SYNC_DEADLINE, condition, connected_fixture, fixture, generation,
+    is_connected, last_sync_start, level, message, observed_generation, phase_of, quiet_window,
+    request_value, status_json, sync_id, sync_with_timeout, tree, work_files,
 };
 
 const SECRET: &str = "confluence-credentials";
@@ -41,12 +41,47 @@ fn no_latency(fake: &RunningFake) {
     fake.set_latency(Latency::default());
 }
 
-/// Asserts that connector `name` left no work files and its snapshot reads back.
-fn assert_clean_and_readable(
+/// A fixture with the slow tenant, an operator, and connector `acme` (with `sync` as its
+/// `spec.sync`) whose first sync is under way: `Syncing`, and the fake has answered 5
+/// requests. `None` as for [`fixture`].
+async fn slow_first_sync(prefix: &str, sync: Option<SyncSpec>) -> Option<(Fixture, Operator)> {
+    let fx = fixture(prefix, slow_config()).await?;
+    fx.fake.set_latency(SLOW);
+    let op = fx.start_operator().await;
+    fx.put_valid_secret(SECRET).await;
+    let mut spec = fx.spec(SECRET);
+    spec.sync = sync;
+    fx.create_connector("acme", spec).await;
+    fx.wait_syncing("acme", Some(&op)).await;
+    fx.wait_requests(5, Some(&op)).await;
+    Some((fx, op))
+}
+
+/// Waits until the running sync has created its work files.
+async fn wait_work_files(fx: &Fixture) {
+    common::wait_for_within(
+        "the sync to create its work files",
+        Duration::from_secs(30),
+        || async { (!work_files(fx.data.path()).is_empty()).then_some(()) },
+    )
+    .await;
+}
+
+/// Starts a second operator ("restarted") and waits until it connects `acme`, without
+/// work files left and with a snapshot that reads back. Returns the operator (to keep it
+/// running) and the connector.
+async fn restart_connects_clean(
     fx: &Fixture,
-    name: &str,
-    c: &confluence_operator::api::ConfluenceConnector,
-) {
+    deadline: Duration,
+) -> (Operator, ConfluenceConnector) {
+    let op = Operator::start(fx.operator_options("restarted")).await;
+    let c = fx.wait_connected("acme", deadline, Some(&op)).await;
+    assert_clean_and_readable(fx, "acme", &c);
+    (op, c)
+}
+
+/// Asserts that connector `name` left no work files and its snapshot reads back.
+fn assert_clean_and_readable(fx: &Fixture, name: &str, c: &ConfluenceConnector) {
     let dir = fx.connector_dir(name);
     let leftovers = work_files(fx.data.path());
     assert!(
@@ -67,15 +102,9 @@ fn assert_clean_and_readable(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_fetch_then_restart_connects_without_work_files() {
-    let Some(fx) = fixture("ctl-kill", slow_config()).await else {
+    let Some((fx, mut op)) = slow_first_sync("ctl-kill", None).await else {
         return;
     };
-    fx.fake.set_latency(SLOW);
-    let mut op = fx.start_operator().await;
-    fx.put_valid_secret(SECRET).await;
-    fx.create_connector("acme", fx.spec(SECRET)).await;
-    fx.wait_syncing("acme", Some(&op)).await;
-    fx.wait_requests(5, Some(&op)).await;
     // The first sync shows its progress (written at most every 10 s).
     let progressing = fx
         .wait_connector(
@@ -96,20 +125,13 @@ async fn sigkill_mid_fetch_then_restart_connects_without_work_files() {
         .await;
     assert_eq!(phase_of(&progressing), Some(Phase::Syncing));
     // Give the writer a moment to create its work files, then kill it hard.
-    common::wait_for_within(
-        "the sync to create its work files",
-        Duration::from_secs(30),
-        || async { (!work_files(fx.data.path()).is_empty()).then_some(()) },
-    )
-    .await;
+    wait_work_files(&fx).await;
     op.sigkill().await;
     let left = work_files(fx.data.path());
     common::print_uncaptured(&format!("work files after SIGKILL mid-fetch: {left:?}"));
 
     no_latency(&fx.fake);
-    let op2 = Operator::start(fx.operator_options("restarted")).await;
-    let c = fx.wait_connected("acme", SYNC_DEADLINE, Some(&op2)).await;
-    assert_clean_and_readable(&fx, "acme", &c);
+    let _restarted = restart_connects_clean(&fx, SYNC_DEADLINE).await;
     drop(op);
 }
 
@@ -177,11 +199,7 @@ async fn sigkill_while_finishing_the_snapshot_then_restart_connects() {
         "no work files at the kill: the finishing stage was not caught mid-way"
     );
 
-    let op2 = Operator::start(fx.operator_options("restarted")).await;
-    let c = fx
-        .wait_connected("acme", Duration::from_secs(400), Some(&op2))
-        .await;
-    assert_clean_and_readable(&fx, "acme", &c);
+    let (_op2, c) = restart_connects_clean(&fx, Duration::from_secs(400)).await;
     let truth = fx.fake.truth();
     assert_eq!(
         c.status.and_then(|s| s.summary).map(|s| s.users),
@@ -191,21 +209,10 @@ async fn sigkill_while_finishing_the_snapshot_then_restart_connects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_sync_exits_within_ten_seconds_without_work_files() {
-    let Some(fx) = fixture("ctl-term", slow_config()).await else {
+    let Some((fx, mut op)) = slow_first_sync("ctl-term", None).await else {
         return;
     };
-    fx.fake.set_latency(SLOW);
-    let mut op = fx.start_operator().await;
-    fx.put_valid_secret(SECRET).await;
-    fx.create_connector("acme", fx.spec(SECRET)).await;
-    fx.wait_syncing("acme", Some(&op)).await;
-    fx.wait_requests(5, Some(&op)).await;
-    common::wait_for_within(
-        "the sync to create its work files",
-        Duration::from_secs(30),
-        || async { (!work_files(fx.data.path()).is_empty()).then_some(()) },
-    )
-    .await;
+    wait_work_files(&fx).await;
 
     let asked = Instant::now();
     op.sigterm();
@@ -225,20 +232,15 @@ async fn sigterm_mid_sync_exits_within_ten_seconds_without_work_files() {
     );
     // The next operator picks the connector up; it is not stuck in Syncing.
     no_latency(&fx.fake);
-    let op2 = Operator::start(fx.operator_options("restarted")).await;
-    let c = fx.wait_connected("acme", SYNC_DEADLINE, Some(&op2)).await;
-    assert_clean_and_readable(&fx, "acme", &c);
+    let _restarted = restart_connects_clean(&fx, SYNC_DEADLINE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_connector_mid_sync_stops_it_and_removes_its_snapshots() {
-    let Some(fx) = fixture("ctl-delete", slow_config()).await else {
+    let Some((fx, op, c)) = connected_fixture("ctl-delete", slow_config(), "acme", SECRET).await
+    else {
         return;
     };
-    let op = fx.start_operator().await;
-    fx.put_valid_secret(SECRET).await;
-    fx.create_connector("acme", fx.spec(SECRET)).await;
-    let c = fx.wait_connected("acme", SYNC_DEADLINE, Some(&op)).await;
     assert!(
         c.metadata
             .finalizers
@@ -272,9 +274,7 @@ async fn deleting_a_connector_mid_sync_stops_it_and_removes_its_snapshots() {
     // after 5 s nothing may arrive any more.
     let settle = Duration::from_secs(5).saturating_sub(deleted.elapsed());
     quiet_window(settle).await;
-    fx.fake.reset_stats();
-    quiet_window(Duration::from_secs(10)).await;
-    let requests = fx.fake.stats().total_requests;
+    let requests = fx.requests_within(Duration::from_secs(10)).await;
     assert_eq!(
         requests, 0,
         "the fake still received {requests} requests 5-15s after the delete"
@@ -299,17 +299,9 @@ async fn deleting_a_connector_mid_sync_stops_it_and_removes_its_snapshots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spec_change_mid_sync_restarts_the_sync() {
-    let Some(fx) = fixture("ctl-respec", slow_config()).await else {
+    let Some((fx, op)) = slow_first_sync("ctl-respec", sync_with_timeout("30m")).await else {
         return;
     };
-    fx.fake.set_latency(SLOW);
-    let op = fx.start_operator().await;
-    fx.put_valid_secret(SECRET).await;
-    let mut spec = fx.spec(SECRET);
-    spec.sync = sync_with_timeout("30m");
-    fx.create_connector("acme", spec).await;
-    fx.wait_syncing("acme", Some(&op)).await;
-    fx.wait_requests(5, Some(&op)).await;
     let running = fx.get("acme").await;
     let first_start = last_sync_start(&running).expect("lastSyncStartTime while Syncing");
     // Let a second pass so that a restarted sync shows a later start time.
@@ -361,15 +353,9 @@ async fn a_spec_change_mid_sync_restarts_the_sync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_cancels_the_sync_and_resume_syncs_again() {
-    let Some(fx) = fixture("ctl-suspend", slow_config()).await else {
+    let Some((fx, op)) = slow_first_sync("ctl-suspend", None).await else {
         return;
     };
-    fx.fake.set_latency(SLOW);
-    let op = fx.start_operator().await;
-    fx.put_valid_secret(SECRET).await;
-    fx.create_connector("acme", fx.spec(SECRET)).await;
-    fx.wait_syncing("acme", Some(&op)).await;
-    fx.wait_requests(5, Some(&op)).await;
 
     let suspended = fx
         .merge_patch("acme", json!({"spec": {"suspend": true}}))
@@ -390,9 +376,7 @@ async fn suspend_cancels_the_sync_and_resume_syncs_again() {
     common::print_uncaptured(&format!("status while suspended: {}", status_json(&c)));
     // Let answers already in flight (2 s latency) land, then nothing may arrive.
     quiet_window(Duration::from_secs(4)).await;
-    fx.fake.reset_stats();
-    quiet_window(Duration::from_secs(15)).await;
-    let requests = fx.fake.stats().total_requests;
+    let requests = fx.requests_within(Duration::from_secs(15)).await;
     assert_eq!(
         requests, 0,
         "{requests} requests reached the fake while suspended"

@@ -46,6 +46,9 @@ pub const SYNC_REQUEST: &str = "confluence-operator.io/sync-requested-at";
 pub const FINALIZER: &str = "confluence-operator.io/cleanup";
 /// The usual deadline for a sync of the small tenant to end.
 pub const SYNC_DEADLINE: Duration = Duration::from_secs(180);
+/// Text of Confluence error bodies (the fake's) that must not reach a condition message
+/// or an Event.
+pub const RAW_BODY_MARKERS: [&str; 4] = ["java.lang.", "com.atlassian.", "Exception", "statusCode"];
 /// `RUST_LOG` of the token-leak test: everything of ours at debug, noisy libraries not.
 pub const DEBUG_LOG: &str = "debug,hyper=info,h2=info,rustls=info,tower=info,kube=info";
 
@@ -73,6 +76,20 @@ pub async fn fixture(prefix: &str, config: FakeConfig) -> Option<Fixture> {
         .tempdir()
         .expect("cannot create a data directory");
     Some(Fixture { env, fake, data })
+}
+
+/// A [`fixture`] with a running operator and connector `name` (Secret `secret`, valid)
+/// connected by its first sync; `None` as for [`fixture`].
+pub async fn connected_fixture(
+    prefix: &str,
+    config: FakeConfig,
+    name: &str,
+    secret: &str,
+) -> Option<(Fixture, Operator, ConfluenceConnector)> {
+    let fx = fixture(prefix, config).await?;
+    let op = fx.start_operator().await;
+    let c = fx.create_connected(name, secret, &op).await;
+    Some((fx, op, c))
 }
 
 impl Fixture {
@@ -157,6 +174,20 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("cannot create connector {name}: {e}"))
     }
 
+    /// Puts a valid Secret `secret`, creates connector `name` with it and waits until the
+    /// first sync has connected it (within [`SYNC_DEADLINE`]).
+    pub async fn create_connected(
+        &self,
+        name: &str,
+        secret: &str,
+        operator: &Operator,
+    ) -> ConfluenceConnector {
+        self.put_valid_secret(secret).await;
+        self.create_connector(name, self.spec(secret)).await;
+        self.wait_connected(name, SYNC_DEADLINE, Some(operator))
+            .await
+    }
+
     pub async fn get(&self, name: &str) -> ConfluenceConnector {
         self.connectors()
             .get(name)
@@ -224,13 +255,7 @@ impl Fixture {
                     .map(|o| serde_json::to_string_pretty(&o.status).unwrap_or_default())
                     .unwrap_or_else(|| "<connector absent>".into());
                 let log = operator
-                    .map(|op| {
-                        format!(
-                            "\n{} (last 40 lines):\n{}",
-                            op.log_path.display(),
-                            op.log_tail(40)
-                        )
-                    })
+                    .map(|op| format!("\n{}", op.log_excerpt()))
                     .unwrap_or_default();
                 panic!(
                     "timed out after {deadline:?} waiting for connector {}/{name}: {what}\nlast status: {status}{log}",
@@ -255,6 +280,21 @@ impl Fixture {
             operator,
             is_connected,
         )
+        .await
+    }
+
+    /// Waits until the sync requested with trigger value `value` has run and left the
+    /// connector Connected (`lastHandledSyncRequest` = `value`).
+    pub async fn wait_request_handled(
+        &self,
+        name: &str,
+        value: &str,
+        what: &str,
+        operator: Option<&Operator>,
+    ) -> ConfluenceConnector {
+        self.wait_connector(name, what, SYNC_DEADLINE, operator, |c| {
+            is_connected(c) && last_handled_request(c) == Some(value)
+        })
         .await
     }
 
@@ -309,6 +349,14 @@ impl Fixture {
         }
     }
 
+    /// Resets the fake's stats, lets `window` pass and returns how many requests the fake
+    /// answered meanwhile.
+    pub async fn requests_within(&self, window: Duration) -> u64 {
+        self.fake.reset_stats();
+        quiet_window(window).await;
+        self.fake.stats().total_requests
+    }
+
     /// Waits until the connector no longer exists.
     pub async fn wait_gone(&self, name: &str, deadline: Duration, operator: Option<&Operator>) {
         let start = Instant::now();
@@ -319,13 +367,7 @@ impl Fixture {
             };
             if start.elapsed() >= deadline {
                 let log = operator
-                    .map(|op| {
-                        format!(
-                            "\n{} (last 40 lines):\n{}",
-                            op.log_path.display(),
-                            op.log_tail(40)
-                        )
-                    })
+                    .map(|op| format!("\n{}", op.log_excerpt()))
                     .unwrap_or_default();
                 panic!(
                     "timed out after {deadline:?} waiting for connector {}/{name} to be gone; finalizers {:?}, deletionTimestamp {:?}, status {}{log}",
@@ -454,6 +496,38 @@ pub fn status_json(c: &ConfluenceConnector) -> String {
     serde_json::to_string_pretty(&c.status).unwrap_or_default()
 }
 
+/// `lastHandledSyncRequest`, if set.
+pub fn last_handled_request(c: &ConfluenceConnector) -> Option<&str> {
+    c.status.as_ref()?.last_handled_sync_request.as_deref()
+}
+
+/// Asserts that condition `type_` is present with `status` and `reason`.
+pub fn assert_condition(c: &ConfluenceConnector, type_: &str, status: &str, reason: &str) {
+    let cond =
+        condition(c, type_).unwrap_or_else(|| panic!("no {type_} condition: {}", status_json(c)));
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_str()),
+        (status, reason),
+        "{type_} condition: {}",
+        status_json(c)
+    );
+}
+
+/// Asserts that no condition message quotes Confluence's error body
+/// ([`RAW_BODY_MARKERS`]).
+pub fn assert_no_raw_error_body(c: &ConfluenceConnector) {
+    for cond in &c.status.as_ref().expect("status").conditions {
+        for marker in RAW_BODY_MARKERS {
+            assert!(
+                !cond.message.contains(marker),
+                "condition {} quotes Confluence's error body ({marker}): {:?}",
+                cond.type_,
+                cond.message
+            );
+        }
+    }
+}
+
 /// `lastSyncStartTime`, if set.
 pub fn last_sync_start(c: &ConfluenceConnector) -> Option<Timestamp> {
     Some(c.status.as_ref()?.last_sync_start_time.as_ref()?.0)
@@ -538,9 +612,9 @@ impl Drop for StateRecorder {
 // Files.
 // ---------------------------------------------------------------------------------
 
-/// Work files a sync leaves while it runs: `.c1z-work-*` directories and `*.c1z.tmp`
-/// files, anywhere under `dir`.
-pub fn work_files(dir: &Path) -> Vec<PathBuf> {
+/// Every entry under `dir`, at any depth (unreadable directories are skipped): its
+/// path and whether it is a directory.
+fn walk(dir: &Path) -> Vec<(PathBuf, bool)> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -549,41 +623,45 @@ pub fn work_files(dir: &Path) -> Vec<PathBuf> {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if (is_dir && name.starts_with(".c1z-work-")) || name.ends_with(".c1z.tmp") {
-                found.push(path.clone());
-            }
             if is_dir {
-                stack.push(path);
+                stack.push(path.clone());
             }
+            found.push((path, is_dir));
         }
     }
+    found
+}
+
+/// Work files a sync leaves while it runs: `.c1z-work-*` directories and `*.c1z.tmp`
+/// files, anywhere under `dir`.
+pub fn work_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = walk(dir)
+        .into_iter()
+        .filter(|(path, is_dir)| {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (*is_dir && name.starts_with(".c1z-work-")) || name.ends_with(".c1z.tmp")
+        })
+        .map(|(path, _)| path)
+        .collect();
     found.sort();
     found
 }
 
 /// Every file under `dir` (relative paths), for failure messages.
 pub fn tree(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            found.push(
-                path.strip_prefix(dir)
-                    .unwrap_or(&path)
-                    .display()
-                    .to_string(),
-            );
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(path);
-            }
-        }
-    }
+    let mut found: Vec<String> = walk(dir)
+        .into_iter()
+        .map(|(path, _)| {
+            path.strip_prefix(dir)
+                .unwrap_or(&path)
+                .display()
+                .to_string()
+        })
+        .collect();
     found.sort();
     found
 }
@@ -757,6 +835,15 @@ impl Operator {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
+    /// `<log path> (last 40 lines):` and those lines, for timeout messages.
+    pub fn log_excerpt(&self) -> String {
+        format!(
+            "{} (last 40 lines):\n{}",
+            self.log_path.display(),
+            self.log_tail(40)
+        )
+    }
+
     /// Log lines whose message contains `needle`.
     pub fn log_messages_containing(&self, needle: &str) -> Vec<Value> {
         self.log_lines()
@@ -779,9 +866,8 @@ impl Operator {
             }
             if start.elapsed() >= deadline {
                 panic!(
-                    "timed out after {deadline:?} waiting for a log line: {what}\n{} (last 40 lines):\n{}",
-                    self.log_path.display(),
-                    self.log_tail(40)
+                    "timed out after {deadline:?} waiting for a log line: {what}\n{}",
+                    self.log_excerpt()
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
