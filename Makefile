@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test lint fmt-check clippy deps-check control-plane crds bench-sync
+.PHONY: test lint fmt-check clippy deps-check control-plane kubectl crds bench-sync demo bench-controller
 
 ## make test: formatting, lints, dependency rules, then every test (unit, fake-server,
 ## and integration tests against the real local control plane).
@@ -28,6 +28,10 @@ deps-check:
 control-plane:
 	tests/control-plane/run.sh build
 
+## A kubectl matching the control plane, in target/go-bin/kubectl (skipped when up to date).
+kubectl:
+	tests/tools/kubectl.sh
+
 ## Regenerate the committed CRD YAML from the Rust types.
 crds:
 	$(CARGO) run -q -- crd > crds/confluenceconnectors.yaml
@@ -36,3 +40,17 @@ crds:
 bench-sync:
 	$(CARGO) build --release -p fake-confluence
 	$(CARGO) bench --bench sync
+
+## The operator end to end on this machine until Ctrl-C: local control plane, fake
+## Confluence (medium preset), CRD, Secret, connector, operator. CLUSTER=existing uses
+## the cluster of the current KUBECONFIG instead of the local control plane.
+CLUSTER ?= local
+demo:
+	CLUSTER=$(CLUSTER) tests/demo/demo.sh
+
+## Controller benchmark: 500 connectors against one operator (release build) on the
+## local control plane; prints time to Connected, peak RSS, API requests per sync and
+## Secret-rotation latency.
+bench-controller:
+	$(CARGO) build --release -p confluence-operator --bin confluence-operator -p fake-confluence --bin fake-confluence
+	tests/control-plane/run.sh -- $(CARGO) bench --bench controller
