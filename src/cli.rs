@@ -114,7 +114,8 @@ pub struct RunArgs {
     #[arg(long, env = "CONFLUENCE_OPERATOR_LEADER_ELECT")]
     pub leader_elect: bool,
 
-    /// Namespace of the leader-election Lease (default: the pod's namespace).
+    /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else the
+    /// namespace of the service account or kubeconfig context).
     #[arg(
         long,
         value_name = "NS",

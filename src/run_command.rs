@@ -43,8 +43,6 @@ enum RunError {
     },
     #[error("leader election: {0}")]
     Leader(#[from] leader::LeaderError),
-    #[error("--leader-elect needs --leader-election-namespace (or POD_NAMESPACE)")]
-    NoLeaseNamespace,
 }
 
 /// Runs the controller until SIGTERM or SIGINT.
@@ -130,6 +128,8 @@ async fn operate(args: RunArgs) -> Result<(), RunError> {
 
     let work = async {
         if args.leader_elect {
+            // In a pod the client's default namespace is the service account's, which
+            // is where the Lease belongs unless the flag says otherwise.
             let namespace = args
                 .leader_election_namespace
                 .clone()
@@ -138,7 +138,7 @@ async fn operate(args: RunArgs) -> Result<(), RunError> {
                         .ok()
                         .filter(|s| !s.is_empty())
                 })
-                .ok_or(RunError::NoLeaseNamespace)?;
+                .unwrap_or_else(|| client.default_namespace().to_string());
             // A standby is ready: readiness is not leadership, or rollouts would block.
             ready.store(true, Ordering::Relaxed);
             let config = LeaderConfig {
