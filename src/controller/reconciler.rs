@@ -109,6 +109,20 @@ impl Current<'_> {
     /// the condition metrics.
     async fn write(&mut self, ctx: &Context, next: ConfluenceConnectorStatus) -> Result<(), Error> {
         let transition = ready_transition(self.status.as_ref(), &next);
+        self.write_quietly(ctx, next).await?;
+        if let Some((type_, reason, message)) = transition {
+            events::publish(ctx, &self.obj, type_, &reason, &message).await;
+        }
+        Ok(())
+    }
+
+    /// [`Current::write`] without the transition Event (for callers that publish their
+    /// own).
+    async fn write_quietly(
+        &mut self,
+        ctx: &Context,
+        next: ConfluenceConnectorStatus,
+    ) -> Result<(), Error> {
         if apply_status(self.api, &self.name, self.status.as_ref(), &next)
             .await?
             .is_some()
@@ -116,9 +130,6 @@ impl Current<'_> {
             self.fresh = true;
         }
         self.status = Some(next);
-        if let Some((type_, reason, message)) = transition {
-            events::publish(ctx, &self.obj, type_, &reason, &message).await;
-        }
         self.observe_metrics(ctx);
         Ok(())
     }
@@ -199,7 +210,7 @@ async fn apply(
     let inputs = SyncInputs {
         generation: cur.generation,
         fingerprint: checked.credentials.fingerprint(),
-        site: checked.job_origin.to_string(),
+        site: checked.origin.to_string(),
     };
 
     // A running sync: keep it if it still matches the inputs, else restart it.
@@ -263,7 +274,7 @@ fn sync_request(obj: &ConfluenceConnector) -> Option<String> {
 
 /// The usable inputs of a sync.
 struct Checked {
-    job_origin: crate::site::SiteOrigin,
+    origin: crate::site::SiteOrigin,
     credentials: Credentials,
     sync: crate::api::connector::EffectiveSync,
 }
@@ -302,7 +313,7 @@ async fn check_inputs(
         .map_err(Error::Kube)?;
     match credentials_from_secret(secret_ref, secret.as_ref()) {
         Ok(credentials) => Ok(Ok(Checked {
-            job_origin: origin,
+            origin,
             credentials,
             sync,
         })),
@@ -324,7 +335,7 @@ async fn start_sync(
         key: cur.key.clone(),
         namespace: cur.namespace.clone(),
         name: cur.name.clone(),
-        origin: checked.job_origin,
+        origin: checked.origin,
         credentials: checked.credentials,
         sync: checked.sync,
     };
@@ -517,25 +528,6 @@ async fn report_finished_sync(ctx: &Context, cur: &mut Current<'_>) -> Result<()
     Ok(())
 }
 
-impl Current<'_> {
-    /// [`Current::write`] without the transition Event (the caller publishes its own).
-    async fn write_quietly(
-        &mut self,
-        ctx: &Context,
-        next: ConfluenceConnectorStatus,
-    ) -> Result<(), Error> {
-        if apply_status(self.api, &self.name, self.status.as_ref(), &next)
-            .await?
-            .is_some()
-        {
-            self.fresh = true;
-        }
-        self.status = Some(next);
-        self.observe_metrics(ctx);
-        Ok(())
-    }
-}
-
 fn short(message: &str) -> String {
     if message.chars().count() <= MAX_MESSAGE_CHARS {
         return message.to_string();
@@ -554,15 +546,8 @@ async fn cleanup(obj: Arc<ConfluenceConnector>, ctx: &Context) -> Result<Action,
         info!("sync cancelled: the connector is being deleted");
     }
     let dir = snapshots::connector_dir(&ctx.settings.data_dir, &namespace, &name);
-    tokio::task::spawn_blocking(move || snapshots::remove(&dir))
+    snapshots::off_thread("remove", dir, snapshots::remove)
         .await
-        .map_err(|e| {
-            Error::Cleanup(snapshots::SnapshotDirError::Io {
-                op: "remove",
-                path: snapshots::relative_dir(&namespace, &name),
-                source: std::io::Error::other(e.to_string()),
-            })
-        })?
         .map_err(Error::Cleanup)?;
     ctx.metrics.forget_connector(&namespace, &name);
     ctx.reset_failures(&key);

@@ -41,6 +41,23 @@ fn io_error<'a>(
     }
 }
 
+/// Runs a blocking directory operation on `dir` off the async workers; a panic in it
+/// becomes an error of the operation.
+pub async fn off_thread<T: Send + 'static>(
+    op: &'static str,
+    dir: PathBuf,
+    f: impl FnOnce(&Path) -> Result<T, SnapshotDirError> + Send + 'static,
+) -> Result<T, SnapshotDirError> {
+    let path = dir.clone();
+    tokio::task::spawn_blocking(move || f(&dir))
+        .await
+        .map_err(|e| SnapshotDirError::Io {
+            op,
+            path,
+            source: io::Error::other(e.to_string()),
+        })?
+}
+
 /// Where one connector's snapshots live, relative to the data directory.
 pub fn relative_dir(namespace: &str, name: &str) -> PathBuf {
     // Namespace and name are DNS labels/subdomains: no separators, no `..`.

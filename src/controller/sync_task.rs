@@ -134,10 +134,7 @@ async fn sync(
 ) -> Result<(crate::sync::SyncReport, PathBuf), TaskError> {
     let settings = &ctx.settings;
     let dir = snapshots::connector_dir(&settings.data_dir, &job.namespace, &job.name);
-    let prepared_dir = dir.clone();
-    let removed = tokio::task::spawn_blocking(move || snapshots::prepare(&prepared_dir))
-        .await
-        .map_err(|e| TaskError::Sync(SyncError::WriterPanicked(e.to_string())))??;
+    let removed = snapshots::off_thread("prepare", dir.clone(), snapshots::prepare).await?;
     if removed > 0 {
         info!(removed, "removed what an interrupted sync left behind");
     }
@@ -170,13 +167,11 @@ async fn sync(
     let report = run_sync(&client, &options, &output, cancel).await?;
 
     let retention = settings.snapshot_retention;
-    let pruned = tokio::task::spawn_blocking(move || snapshots::prune(&dir, retention)).await;
-    match pruned {
-        Ok(Ok(0)) => {}
-        Ok(Ok(n)) => info!(removed = n, "removed old snapshots"),
+    match snapshots::off_thread("prune", dir, move |d| snapshots::prune(d, retention)).await {
+        Ok(0) => {}
+        Ok(n) => info!(removed = n, "removed old snapshots"),
         // The new snapshot is safe; an old one lingering is worth a warning, not a
         // failed sync.
-        Ok(Err(e)) => warn!(error = %e, "cannot remove old snapshots"),
         Err(e) => warn!(error = %e, "cannot remove old snapshots"),
     }
     Ok((report, relative))
