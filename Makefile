@@ -34,7 +34,7 @@ kubectl:
 
 ## Regenerate the committed CRD YAML from the Rust types.
 crds:
-	$(CARGO) run -q -- crd > crds/confluenceconnectors.yaml
+	$(CARGO) run -q -- crd --output-dir crds
 
 ## Sync benchmark against the fake's large preset (release build); prints figures.
 bench-sync:

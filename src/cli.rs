@@ -30,7 +30,15 @@ pub enum Command {
     /// on failure.
     Sync(SyncArgs),
     /// Print every CustomResourceDefinition as YAML.
-    Crd,
+    Crd(CrdArgs),
+}
+
+/// Flags of `crd`.
+#[derive(Debug, Args)]
+pub struct CrdArgs {
+    /// Write one file per CRD (`<plural>.yaml`) into this directory instead of printing.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
 }
 
 /// Output format of log lines.
@@ -129,6 +137,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SELECTOR", env = "CONFLUENCE_OPERATOR_SELECTOR")]
     pub selector: Option<String>,
 
+    /// Longest `spec.duration` a ConfluenceAccessGrant may ask for (Go-style duration, at
+    /// most 168h); longer grants fail with reason DurationTooLong.
+    #[arg(long, default_value = "24h", value_parser = parse_max_grant_duration, env = "CONFLUENCE_OPERATOR_MAX_GRANT_DURATION")]
+    pub max_grant_duration: std::time::Duration,
+
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "CONFLUENCE_OPERATOR_LOG_FORMAT")]
     pub log_format: LogFormat,
@@ -184,6 +197,16 @@ pub struct SyncArgs {
 
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     crate::api::duration::parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn parse_max_grant_duration(text: &str) -> Result<std::time::Duration, String> {
+    let max = crate::api::grant::MAX_GRANT_DURATION;
+    match parse_timeout(text)? {
+        d if d.is_zero() || d > max => {
+            Err(format!("must be between 1s and {}h", max.as_secs() / 3600))
+        }
+        d => Ok(d),
+    }
 }
 
 #[cfg(test)]

@@ -12,13 +12,10 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => match api::crds_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            }
+        Command::Crd(args) => match print_or_write_crds(args.output_dir.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("error: could not render the CRDs: {err}");
+                eprintln!("error: {err}");
                 ExitCode::FAILURE
             }
         },
@@ -29,6 +26,24 @@ fn main() -> ExitCode {
         Command::Sync(args) => {
             telemetry::init(args.log_format);
             sync_command::run(args)
+        }
+    }
+}
+
+fn print_or_write_crds(dir: Option<&std::path::Path>) -> Result<(), String> {
+    let render = |e: serde_yaml::Error| format!("could not render the CRDs: {e}");
+    match dir {
+        None => {
+            print!("{}", api::crds_yaml().map_err(render)?);
+            Ok(())
+        }
+        Some(dir) => {
+            for (name, yaml) in api::crd_files().map_err(render)? {
+                let path = dir.join(name);
+                std::fs::write(&path, yaml)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+            Ok(())
         }
     }
 }

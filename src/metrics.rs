@@ -105,6 +105,11 @@ struct ReasonLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: String,
+}
+
 /// A histogram family whose buckets come from a plain function, so the type stays nameable.
 type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
 
@@ -137,6 +142,9 @@ pub struct Metrics {
     api_requests: Family<EndpointCodeLabels, Counter>,
     api_request_duration: HistogramFamily<EndpointLabels>,
     api_retries: Family<ReasonLabels, Counter>,
+    grants_active: Gauge,
+    grants_granted: Counter,
+    grants_revoked: Family<CauseLabels, Counter>,
     leader: Gauge,
     /// Held while a connector's series change, so the record and the families never
     /// disagree when a sync finishes concurrently with the connector's deletion.
@@ -229,6 +237,24 @@ impl Metrics {
             "Retried Confluence API requests, by reason",
             api_retries.clone(),
         );
+        let grants_active = Gauge::default();
+        registry.register(
+            "access_grants_active",
+            "ConfluenceAccessGrants whose membership is in place now",
+            grants_active.clone(),
+        );
+        let grants_granted = Counter::default();
+        registry.register(
+            "access_grants_granted",
+            "Memberships added (or found in place) for ConfluenceAccessGrants",
+            grants_granted.clone(),
+        );
+        let grants_revoked = Family::<CauseLabels, Counter>::default();
+        registry.register(
+            "access_grants_revoked",
+            "Grant memberships ended, by cause (expired, deleted)",
+            grants_revoked.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -249,6 +275,9 @@ impl Metrics {
             api_requests,
             api_request_duration,
             api_retries,
+            grants_active,
+            grants_granted,
+            grants_revoked,
             leader,
             connectors: Mutex::new(HashMap::new()),
         }
@@ -408,6 +437,25 @@ impl Metrics {
             self.connector_objects
                 .remove(&object_labels(namespace, name, object_type));
         }
+    }
+
+    /// Sets how many grants are `Active`.
+    pub fn set_active_grants(&self, count: i64) {
+        self.grants_active.set(count);
+    }
+
+    /// Counts a membership granted (or found in place) for a grant.
+    pub fn grant_granted(&self) {
+        self.grants_granted.inc();
+    }
+
+    /// Counts a grant's membership ended; `cause` is `expired` or `deleted`.
+    pub fn grant_revoked(&self, cause: &str) {
+        self.grants_revoked
+            .get_or_create(&CauseLabels {
+                cause: cause.to_owned(),
+            })
+            .inc();
     }
 
     /// Records one Confluence API request to route template `endpoint` (e.g.

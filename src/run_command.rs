@@ -95,6 +95,7 @@ async fn operate(args: RunArgs) -> Result<(), RunError> {
         site_policy: args.site.policy(),
         requests_in_flight: REQUESTS_PER_SYNC,
         concurrency: usize::from(args.concurrency),
+        max_grant_duration: args.max_grant_duration,
     };
     let scope = Scope {
         namespaces: args.namespaces.clone(),

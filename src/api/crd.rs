@@ -5,26 +5,42 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use super::ConfluenceConnector;
+use super::{ConfluenceAccessGrant, ConfluenceConnector};
 
 /// Every CRD this operator serves, ready to apply.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![connector_crd()]
+    vec![connector_crd(), grant_crd()]
 }
 
-/// All CRDs as one YAML stream (what `confluence-operator crd` prints and
-/// `crds/confluenceconnectors.yaml` holds).
+/// All CRDs as one YAML stream (what `confluence-operator crd` prints).
 pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
     let mut out = String::new();
-    for crd in all_crds() {
-        out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&crd)?);
+    for (_, yaml) in crd_files()? {
+        out.push_str(&yaml);
     }
     Ok(out)
 }
 
+/// One YAML document per CRD with its file name, `<plural>.yaml` (what `crds/` holds).
+pub fn crd_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
+    all_crds()
+        .into_iter()
+        .map(|crd| {
+            let name = format!("{}.yaml", crd.spec.names.plural);
+            Ok((name, format!("---\n{}", serde_yaml::to_string(&crd)?)))
+        })
+        .collect()
+}
+
 fn connector_crd() -> CustomResourceDefinition {
-    let mut crd = ConfluenceConnector::crd();
+    with_unobserved_status(ConfluenceConnector::crd())
+}
+
+fn grant_crd() -> CustomResourceDefinition {
+    with_unobserved_status(ConfluenceAccessGrant::crd())
+}
+
+fn with_unobserved_status(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         let status = version
             .schema
@@ -66,12 +82,44 @@ mod tests {
 
     #[test]
     fn committed_crds_match_the_generated_ones() {
-        let committed = include_str!("../../crds/confluenceconnectors.yaml");
-        let generated = crds_yaml().expect("CRDs render as YAML");
-        assert!(
-            committed == generated,
-            "crds/confluenceconnectors.yaml is stale: run `make crds` and commit the result"
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        let files = crd_files().expect("CRDs render as YAML");
+        for (name, generated) in &files {
+            let committed = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+            assert!(
+                committed == *generated,
+                "crds/{name} is stale or missing: run `make crds` and commit the result"
+            );
+        }
+        let mut committed: Vec<String> = std::fs::read_dir(&dir)
+            .expect("crds/ exists")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        committed.sort();
+        let mut expected: Vec<String> = files.into_iter().map(|(name, _)| name).collect();
+        expected.sort();
+        assert_eq!(committed, expected, "crds/ holds exactly one file per CRD");
+    }
+
+    #[test]
+    fn grant_discovery_names_and_columns() {
+        let crd = grant_crd();
+        assert_eq!(
+            crd.spec.names.short_names.as_deref(),
+            Some(&["cfag".to_string()][..])
         );
+        assert_eq!(
+            crd.spec.names.categories.as_deref(),
+            Some(&["confluence".to_string()][..])
+        );
+        let columns: Vec<_> = crd.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .filter(|c| c.priority.unwrap_or(0) == 0)
+            .map(|c| c.name.to_uppercase())
+            .collect();
+        assert_eq!(columns, ["USER", "GROUP", "PHASE", "EXPIRES", "AGE"]);
     }
 
     /// The API server rejects non-structural schemas (every node typed, no bare

@@ -4,13 +4,18 @@
 pub mod connector;
 mod crd;
 pub mod duration;
+pub mod grant;
 pub mod reasons;
 
 pub use connector::{
     ConfluenceConnector, ConfluenceConnectorSpec, ConfluenceConnectorStatus, CredentialsSpec,
     Phase, SecretRef, SnapshotRef, SyncSpec, SyncSummary,
 };
-pub use crd::{all_crds, crds_yaml};
+pub use crd::{all_crds, crd_files, crds_yaml};
+pub use grant::{
+    ConfluenceAccessGrant, ConfluenceAccessGrantSpec, ConfluenceAccessGrantStatus, ConnectorRef,
+    GrantPhase, GroupSelector, MembershipChange, UserSelector,
+};
 
 /// API group of every kind this operator serves.
 pub const GROUP: &str = "confluence-operator.io";
@@ -22,3 +27,5 @@ pub const FIELD_MANAGER: &str = "confluence-operator";
 pub const SYNC_REQUESTED_AT_ANNOTATION: &str = "confluence-operator.io/sync-requested-at";
 /// Finalizer that lets the operator delete a connector's snapshots.
 pub const CLEANUP_FINALIZER: &str = "confluence-operator.io/cleanup";
+/// Finalizer that lets the operator remove a grant's membership before the grant goes.
+pub const REVOKE_FINALIZER: &str = "confluence-operator.io/revoke";

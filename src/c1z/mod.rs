@@ -16,6 +16,7 @@
 //! - Resource types are written in a fixed order (the reference order is random).
 
 mod container;
+mod directory;
 mod error;
 mod expand;
 mod ksuid;
@@ -31,6 +32,7 @@ mod writer;
 mod tests;
 
 pub use container::{MAGIC, MAX_DECODED_SIZE, MAX_WINDOW_LOG, remove_leftovers};
+pub use directory::SnapshotDirectory;
 pub use error::{C1zError, Result};
 pub use ksuid::new_ksuid;
 pub use reader::{

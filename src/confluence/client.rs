@@ -29,7 +29,7 @@ pub const V2_PAGE_LIMIT: u32 = 250;
 /// the in-flight cap, the rate-limit pause and the counters.
 #[derive(Clone)]
 pub struct ConfluenceClient {
-    inner: Arc<Transport>,
+    pub(super) inner: Arc<Transport>,
 }
 
 impl fmt::Debug for ConfluenceClient {
@@ -174,7 +174,11 @@ impl ConfluenceClient {
 
     /// Builds `root/segments...?query`, percent-encoding every segment so that an id
     /// from a response can never change the path.
-    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, ConfluenceError> {
+    pub(super) fn url(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Url, ConfluenceError> {
         let mut url = self.inner.root().clone();
         url.path_segments_mut()
             .map_err(|()| ConfluenceError::InvalidConfig {

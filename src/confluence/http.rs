@@ -1,4 +1,4 @@
-//! One logical GET: admission (in-flight cap, shared pause), the attempt, body cap,
+//! One logical request: admission (in-flight cap, shared pause), the attempt, body cap,
 //! classification and the retry loop.
 
 use std::time::{Duration, SystemTime};
@@ -121,6 +121,33 @@ impl Transport {
         route: Route,
         url: Url,
     ) -> Result<Fetched<T>, ConfluenceError> {
+        self.execute(route, url, None, |body| serde_json::from_slice(body))
+            .await
+    }
+
+    /// Sends a membership write (`route`'s method, with the XSRF opt-out header and an
+    /// optional JSON body). A success body is never parsed: Confluence answers 201 with
+    /// an empty or non-JSON body. Writes that are not idempotent are not retried after
+    /// a transient failure (see [`Route::idempotent`]).
+    pub(crate) async fn write(
+        &self,
+        route: Route,
+        url: Url,
+        body: Option<serde_json::Value>,
+    ) -> Result<(), ConfluenceError> {
+        self.execute(route, url, body.as_ref(), |_| Ok(()))
+            .await
+            .map(|fetched| fetched.value)
+    }
+
+    /// One logical request with retries; `decode` turns a success body into `T`.
+    async fn execute<T>(
+        &self,
+        route: Route,
+        url: Url,
+        body: Option<&serde_json::Value>,
+        decode: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
+    ) -> Result<Fetched<T>, ConfluenceError> {
         let started = Instant::now();
         let mut state = RetryState::new(&self.retry);
         let mut attempt_no: u32 = 0;
@@ -133,7 +160,7 @@ impl Transport {
             };
             self.counters.request(route);
             let sent = Instant::now();
-            let attempt = self.attempt(route, &url).await;
+            let attempt = self.attempt(route, &url, body).await;
             drop(permit);
             let took = sent.elapsed();
             let took_ms = took.as_millis() as u64;
@@ -145,10 +172,14 @@ impl Transport {
                 observer.request(route.template(), status, took);
             }
 
-            let (failure, error) = match self.judge::<T>(route, attempt, attempt_no, took_ms) {
+            let (failure, error) = match self.judge(route, attempt, attempt_no, took_ms, &decode) {
                 Judged::Done(result) => return result,
                 Judged::Retryable(failure, error) => (failure, error),
             };
+            if !route.idempotent() && !matches!(failure, Failure::RateLimited { .. }) {
+                // The write may have happened although the answer was lost.
+                return Err(error);
+            }
 
             match state.on_failure(failure, started.elapsed(), random_jitter()) {
                 Decision::GiveUp => {
@@ -189,12 +220,13 @@ impl Transport {
     }
 
     /// Turns one attempt into a final result or a retryable failure.
-    fn judge<T: DeserializeOwned>(
+    fn judge<T>(
         &self,
         route: Route,
         attempt: Attempt,
         attempt_no: u32,
         took_ms: u64,
+        decode: &impl Fn(&[u8]) -> Result<T, serde_json::Error>,
     ) -> Judged<T> {
         let (status, headers, body) = match attempt {
             Attempt::Answer {
@@ -243,7 +275,7 @@ impl Transport {
                 Err(final_error) => Judged::Done(Err(final_error)),
             };
         }
-        match serde_json::from_slice::<T>(&body) {
+        match decode(&body) {
             Ok(value) => Judged::Done(Ok(Fetched { value, headers })),
             // A site that answers the credential check with a web page is the wrong
             // site, not a flaky one: no retry.
@@ -262,8 +294,19 @@ impl Transport {
     }
 
     /// Sends one request and reads its body under the cap.
-    async fn attempt(&self, route: Route, url: &Url) -> Attempt {
-        let mut request = self.http.get(url.clone());
+    async fn attempt(&self, route: Route, url: &Url, body: Option<&serde_json::Value>) -> Attempt {
+        let mut request = match route.method() {
+            "POST" => self.http.post(url.clone()),
+            "DELETE" => self.http.delete(url.clone()),
+            _ => self.http.get(url.clone()),
+        };
+        if route.method() != "GET" {
+            // Without it Atlassian's XSRF filter answers 403 to every write.
+            request = request.header("X-Atlassian-Token", "no-check");
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
         if route != Route::TenantInfo {
             // reqwest marks the Authorization header sensitive, keeping it out of its
             // own Debug output; the token is otherwise exposed only by `scrub`.

@@ -27,6 +27,7 @@ mod envelope;
 mod error_body;
 mod errors;
 mod http;
+mod membership;
 mod models;
 mod observer;
 mod open_enum;

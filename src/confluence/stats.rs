@@ -15,10 +15,15 @@ pub(crate) enum Route {
     Spaces,
     SpacePermissions,
     SpaceRoles,
+    GroupById,
+    User,
+    UserGroups,
+    AddMember,
+    RemoveMember,
 }
 
 impl Route {
-    const ALL: [Route; 8] = [
+    const ALL: [Route; 13] = [
         Route::CurrentUser,
         Route::TenantInfo,
         Route::Groups,
@@ -27,11 +32,26 @@ impl Route {
         Route::Spaces,
         Route::SpacePermissions,
         Route::SpaceRoles,
+        Route::GroupById,
+        Route::User,
+        Route::UserGroups,
+        Route::AddMember,
+        Route::RemoveMember,
     ];
 
     /// HTTP method.
     pub(crate) fn method(self) -> &'static str {
-        "GET"
+        match self {
+            Route::AddMember => "POST",
+            Route::RemoveMember => "DELETE",
+            _ => "GET",
+        }
+    }
+
+    /// Whether repeating the request after a lost answer is harmless. An add is not
+    /// retried blindly: the caller re-reads the membership first (§6).
+    pub(crate) fn idempotent(self) -> bool {
+        self != Route::AddMember
     }
 
     /// Path template, ids as `{id}`.
@@ -45,6 +65,10 @@ impl Route {
             Route::Spaces => "/wiki/api/v2/spaces",
             Route::SpacePermissions => "/wiki/api/v2/spaces/{id}/permissions",
             Route::SpaceRoles => "/wiki/api/v2/space-roles",
+            Route::GroupById => "/wiki/rest/api/group/by-id",
+            Route::User => "/wiki/rest/api/user",
+            Route::UserGroups => "/wiki/rest/api/user/memberof",
+            Route::AddMember | Route::RemoveMember => "/wiki/rest/api/group/userByGroupId",
         }
     }
 

@@ -32,6 +32,8 @@ pub struct Settings {
     pub requests_in_flight: usize,
     /// Syncs running at once (the size of the slot semaphore).
     pub concurrency: usize,
+    /// Longest duration a grant may ask for.
+    pub max_grant_duration: std::time::Duration,
 }
 
 /// Where a sync task is.

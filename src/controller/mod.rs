@@ -1,4 +1,5 @@
-//! Reconciliation of `ConfluenceConnector` objects.
+//! Reconciliation of `ConfluenceConnector` objects (and, in [`grants`], of
+//! `ConfluenceAccessGrant`s).
 //!
 //! The reconciler ([`reconciler`]) is short: read the Secret, decide whether a sync is
 //! due ([`schedule`]), start or cancel a sync task ([`sync_task`]), compute the status
@@ -10,6 +11,7 @@ pub mod context;
 pub mod credentials;
 mod error;
 pub mod events;
+pub mod grants;
 pub mod outcome;
 pub mod reconciler;
 pub mod run;

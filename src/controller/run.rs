@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use crate::api::ConfluenceConnector;
 
 use super::context::Context;
+use super::grants::{self, GrantContext};
 use super::reconciler::{error_policy, reconcile};
 
 /// What the controllers watch.
@@ -28,23 +29,39 @@ pub struct Scope {
     pub selector: Option<String>,
 }
 
-/// Runs the controllers until `ctx.shutdown` is cancelled, then stops every sync.
-/// `ready` turns true once every controller's cache is filled.
+/// Runs the connector and grant controllers until `ctx.shutdown` is cancelled, then
+/// stops every sync. `ready` turns true once every controller's cache is filled.
 pub async fn run(ctx: Arc<Context>, scope: Scope, ready: Arc<AtomicBool>) {
     let scopes: Vec<Option<String>> = if scope.namespaces.is_empty() {
         vec![None]
     } else {
         scope.namespaces.iter().cloned().map(Some).collect()
     };
-    let mut stores = Vec::new();
+    let grant_ctx = Arc::new(GrantContext::new(
+        ctx.clone(),
+        ctx.settings.max_grant_duration,
+    ));
+    let mut connector_stores = Vec::new();
+    let mut grant_stores = Vec::new();
     let mut controllers = Vec::new();
+    let mut grant_controllers = Vec::new();
     for namespace in scopes {
-        let (store, controller) = controller(ctx.clone(), namespace, scope.selector.clone());
-        stores.push(store);
+        let (store, controller) =
+            controller(ctx.clone(), namespace.clone(), scope.selector.clone());
+        connector_stores.push(store);
         controllers.push(controller);
+        let (store, controller) =
+            grants::run::controller(grant_ctx.clone(), namespace, scope.selector.clone());
+        grant_stores.push(store);
+        grant_controllers.push(controller);
     }
     let readiness = async move {
-        for store in stores {
+        for store in connector_stores {
+            if store.wait_until_ready().await.is_err() {
+                return;
+            }
+        }
+        for store in grant_stores {
             if store.wait_until_ready().await.is_err() {
                 return;
             }
@@ -52,7 +69,11 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, ready: Arc<AtomicBool>) {
         ready.store(true, Ordering::Relaxed);
         info!("caches filled; reconciling");
     };
-    tokio::join!(futures::future::join_all(controllers), readiness);
+    tokio::join!(
+        futures::future::join_all(controllers),
+        futures::future::join_all(grant_controllers),
+        readiness
+    );
     ctx.stop_all_syncs().await;
     info!("controllers stopped");
 }

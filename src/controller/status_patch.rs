@@ -1,7 +1,10 @@
 //! Writing a connector's status: server-side apply to the status subresource, skipped
 //! when nothing changed.
 
+use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::api::{ConfluenceConnector, ConfluenceConnectorStatus, FIELD_MANAGER, GROUP, VERSION};
@@ -19,19 +22,34 @@ pub async fn apply_status(
     live: Option<&ConfluenceConnectorStatus>,
     status: &ConfluenceConnectorStatus,
 ) -> Result<Option<ConfluenceConnector>, Error> {
+    apply_any_status(api, name, live, status)
+        .await
+        .map_err(Error::Kube)
+}
+
+/// [`apply_status`] for any kind of this API group.
+pub async fn apply_any_status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    live: Option<&S>,
+    status: &S,
+) -> Result<Option<K>, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
     if live == Some(status) {
         return Ok(None);
     }
     let patch = json!({
         "apiVersion": format!("{GROUP}/{VERSION}"),
-        "kind": "ConfluenceConnector",
+        "kind": K::kind(&()),
         "status": status,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let stored = api
         .patch_status(name, &params, &Patch::Apply(&patch))
-        .await
-        .map_err(Error::Kube)?;
+        .await?;
     Ok(Some(stored))
 }
 

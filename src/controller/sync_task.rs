@@ -61,7 +61,7 @@ pub struct SyncJob {
 }
 
 /// Feeds the Confluence client's per-request observations into the metrics.
-struct ApiMetrics(Arc<Metrics>);
+pub(crate) struct ApiMetrics(pub(crate) Arc<Metrics>);
 
 impl RequestObserver for ApiMetrics {
     fn request(&self, route: &'static str, status: Option<u16>, elapsed: Duration) {
