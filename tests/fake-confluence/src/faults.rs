@@ -25,6 +25,9 @@ pub enum FaultKind {
     Reset,
     /// Delay the answer.
     Latency { ms: u64 },
+    /// Carry out the request, then delay the answer: a write that has landed although
+    /// the client has not heard back yet.
+    LateAnswer { ms: u64 },
     /// Send the body in small chunks with a pause between them.
     SlowBody {
         chunk_delay_ms: u64,
@@ -101,6 +104,7 @@ impl FaultRule {
 #[derive(Debug, Default)]
 pub struct Plan {
     pub latency_ms: u64,
+    pub late_answer_ms: u64,
     pub early: Option<Early>,
     pub slow_body: Option<(u64, usize)>,
     pub malformed: bool,
@@ -192,6 +196,7 @@ impl FaultEngine {
                     plan.early.get_or_insert(Early::Reset);
                 }
                 FaultKind::Latency { ms } => plan.latency_ms += ms,
+                FaultKind::LateAnswer { ms } => plan.late_answer_ms += ms,
                 FaultKind::SlowBody {
                     chunk_delay_ms,
                     chunk_bytes,

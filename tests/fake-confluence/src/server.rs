@@ -34,6 +34,11 @@ const GATEWAY_PREFIX: &str = "/ex/confluence/{cloudId}";
 #[derive(Clone)]
 pub struct ConnHandle(pub CancellationToken);
 
+/// Marks an answer to hold back for this many milliseconds after the request was
+/// carried out and recorded.
+#[derive(Clone, Copy)]
+struct LateAnswer(u64);
+
 /// Per-route pipeline state: the route template is what stats, rate limits and fault
 /// rules key on.
 #[derive(Clone)]
@@ -170,6 +175,11 @@ async fn pipeline(State(ctx): State<Ctx>, req: Request, next: Next) -> Response 
         Outcome::Answer(resp) => {
             record.status = resp.status().as_u16();
             lock(&st.recorder).record(record);
+            // Recorded first: the request was carried out even if the client gives up
+            // before the late answer arrives.
+            if let Some(LateAnswer(ms)) = resp.extensions().get::<LateAnswer>().copied() {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             resp
         }
         Outcome::Reset => {
@@ -249,6 +259,10 @@ async fn handle(
     };
     req.extensions_mut().insert(caller);
     let mut resp = next.run(req).await;
+    if plan.late_answer_ms > 0 {
+        resp.extensions_mut()
+            .insert(LateAnswer(plan.late_answer_ms));
+    }
     if let Decision::Allowed { limit, remaining } = decision {
         allowed_headers(resp.headers_mut(), limit, remaining);
     }
