@@ -330,9 +330,13 @@ async fn grant_by_name_and_email_is_added_then_removed_at_expiry() {
         .0;
     assert!(ended >= expires, "not removed before {expires}: {ended}");
     assert_eq!(adds(&fx), 1, "exactly one add");
-    let reasons = event_reasons(&fx, "jit").await;
-    assert!(reasons.contains(&"Granted".to_string()), "{reasons:?}");
-    assert!(reasons.contains(&"Expired".to_string()), "{reasons:?}");
+    // Events follow the status write that they announce.
+    common::wait_for_within("Granted and Expired Events", GRANT_DEADLINE, || async {
+        let reasons = event_reasons(&fx, "jit").await;
+        (reasons.contains(&"Granted".to_string()) && reasons.contains(&"Expired".to_string()))
+            .then_some(())
+    })
+    .await;
     let lines = op.log_messages_containing("access granted");
     assert!(
         lines.iter().any(|l| l
