@@ -27,6 +27,7 @@ use crate::sync::SyncError;
 
 use super::context::{Context, RunningSync, SyncInputs, TaskState, lock};
 use super::credentials::{Credentials, credentials_from_secret};
+use super::error::back_off;
 use super::events::{self, ready_transition};
 use super::outcome::{
     failure_message, needs_user_change, object_counts, snapshot_ref, summary_of,
@@ -76,18 +77,8 @@ pub async fn reconcile(obj: Arc<ConfluenceConnector>, ctx: Arc<Context>) -> Resu
 
 /// After a failed reconcile: back off per connector (5 s·2ⁿ, capped, jittered).
 pub fn error_policy(obj: Arc<ConfluenceConnector>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_error(KIND, error.metric_label());
-    let key = ObjectRef::from_obj(&*obj);
-    let failures = ctx.record_failure(&key);
-    let delay = backoff_delay(failures, rand::rng().random());
-    warn!(
-        namespace = obj.namespace().unwrap_or_default(),
-        name = %obj.name_any(),
-        error = %error,
-        retry_in_ms = delay.as_millis() as u64,
-        "reconcile failed"
-    );
-    Action::requeue(delay)
+    let failures = ctx.record_failure(&ObjectRef::from_obj(&*obj));
+    back_off(&ctx.metrics, KIND, &*obj, error, failures)
 }
 
 /// What the reconcile works with: the object, its API, and the status as last seen.

@@ -86,19 +86,9 @@ fn controller(
     Store<ConfluenceConnector>,
     impl std::future::Future<Output = ()>,
 ) {
-    let client = ctx.client.clone();
-    let (connectors, secrets): (Api<ConfluenceConnector>, Api<PartialObjectMeta<Secret>>) =
-        match &namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client, ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client)),
-        };
-    let mut config = watcher::Config::default();
-    if let Some(selector) = &selector {
-        config = config.labels(selector);
-    }
+    let connectors: Api<ConfluenceConnector> = scoped_api(&ctx.client, namespace.as_deref());
+    let secrets: Api<PartialObjectMeta<Secret>> = scoped_api(&ctx.client, namespace.as_deref());
+    let config = selected(selector.as_deref());
     let (reader, writer) = reflector::store();
     // The store sees every change (the Secret mapper and readiness read it); only
     // spec, annotation and finalizer changes reach the reconciler, so the operator's
@@ -142,6 +132,27 @@ fn controller(
             }
         });
     (reader, future)
+}
+
+/// An API for `namespace`, or for all namespaces.
+pub(super) fn scoped_api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A watcher configuration for objects matching the label `selector`, if any.
+pub(super) fn selected(selector: Option<&str>) -> watcher::Config {
+    let config = watcher::Config::default();
+    match selector {
+        Some(selector) => config.labels(selector),
+        None => config,
+    }
 }
 
 /// Connectors in the Secret's namespace that reference it.

@@ -11,10 +11,10 @@ use crate::confluence::ConfluenceClient;
 use crate::site::normalize_site;
 use crate::sync::client_for;
 
+use super::super::Error;
 use super::super::context::Context;
 use super::super::credentials::credentials_from_secret;
 use super::super::sync_task::ApiMetrics;
-use super::error::GrantError;
 use super::status::{CONNECTOR_NOT_FOUND, CONNECTOR_NOT_READY};
 
 /// Requests in flight for one grant: it makes a handful of calls, one after another.
@@ -28,10 +28,10 @@ pub async fn connector_of(
     ctx: &Context,
     namespace: &str,
     grant: &ConfluenceAccessGrant,
-) -> Result<Result<ConfluenceConnector, Unusable>, GrantError> {
+) -> Result<Result<ConfluenceConnector, Unusable>, Error> {
     let name = &grant.spec.connector_ref.name;
     let api: Api<ConfluenceConnector> = Api::namespaced(ctx.client.clone(), namespace);
-    match api.get_opt(name).await.map_err(GrantError::Kube)? {
+    match api.get_opt(name).await.map_err(Error::Kube)? {
         Some(connector) => Ok(Ok(connector)),
         None => Ok(Err((
             CONNECTOR_NOT_FOUND,
@@ -73,7 +73,7 @@ pub async fn client_of(
     ctx: &Context,
     namespace: &str,
     connector: &ConfluenceConnector,
-) -> Result<Result<ConfluenceClient, Unusable>, GrantError> {
+) -> Result<Result<ConfluenceClient, Unusable>, Error> {
     let origin = match normalize_site(&connector.spec.site, &ctx.settings.site_policy) {
         Ok(origin) => origin,
         Err(e) => return Ok(Err((reasons::INVALID_SITE, e.to_string()))),
@@ -83,7 +83,7 @@ pub async fn client_of(
     let secret = secrets
         .get_opt(&secret_ref.name)
         .await
-        .map_err(GrantError::Kube)?;
+        .map_err(Error::Kube)?;
     let credentials = match credentials_from_secret(secret_ref, secret.as_ref()) {
         Ok(credentials) => credentials,
         Err(e) => return Ok(Err((e.reason(), e.to_string()))),

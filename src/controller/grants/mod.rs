@@ -8,11 +8,9 @@
 
 pub mod access;
 pub mod context;
-mod error;
 pub mod reconciler;
 pub mod resolve;
 pub mod run;
 pub mod status;
 
 pub use context::GrantContext;
-pub use error::GrantError;

@@ -16,7 +16,6 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use rand::Rng;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -26,11 +25,12 @@ use crate::api::{
 };
 use crate::confluence::{ConfluenceClient, ConfluenceError, ErrorClass};
 
-use super::super::schedule::{add, backoff_delay, truncate};
+use super::super::Error;
+use super::super::error::back_off;
+use super::super::schedule::{add, truncate};
 use super::super::status_patch::apply_any_status;
 use super::access::{client_of, connector_of, ready};
 use super::context::GrantContext;
-use super::error::GrantError;
 use super::resolve;
 use super::status::{
     DURATION_TOO_LONG, EXPIRED, GRANTED, GRANTING, GROUP_NOT_FOUND, PREEXISTING_MEMBERSHIP,
@@ -52,11 +52,9 @@ const MAX_REASON_IN_NOTE: usize = 300;
 pub async fn reconcile(
     obj: Arc<ConfluenceAccessGrant>,
     ctx: Arc<GrantContext>,
-) -> Result<Action, GrantError> {
+) -> Result<Action, Error> {
     let timer = Instant::now();
-    let namespace = obj
-        .namespace()
-        .ok_or(GrantError::MissingMetadata("namespace"))?;
+    let namespace = obj.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let name = obj.name_any();
     let span = info_span!("reconcile", kind = KIND, namespace = %namespace, name = %name);
     let api: Api<ConfluenceAccessGrant> = Api::namespaced(ctx.base.client.clone(), &namespace);
@@ -69,7 +67,7 @@ pub async fn reconcile(
     })
     .instrument(span)
     .await
-    .map_err(|e| GrantError::Finalizer(Box::new(e)));
+    .map_err(|e| Error::Finalizer(Box::new(e)));
     let outcome = if result.is_ok() { "success" } else { "error" };
     ctx.base
         .metrics
@@ -84,23 +82,11 @@ pub async fn reconcile(
 /// `Retry-After` when it gave one.
 pub fn error_policy(
     obj: Arc<ConfluenceAccessGrant>,
-    error: &GrantError,
+    error: &Error,
     ctx: Arc<GrantContext>,
 ) -> Action {
-    ctx.base.metrics.reconcile_error(KIND, error.metric_label());
     let failures = ctx.record_failure(&ObjectRef::from_obj(&*obj));
-    let delay = error
-        .retry_after()
-        .unwrap_or_else(|| backoff_delay(failures, rand::rng().random()));
-    warn!(
-        kind = KIND,
-        namespace = obj.namespace().unwrap_or_default(),
-        name = %obj.name_any(),
-        error = %error,
-        retry_in_ms = delay.as_millis() as u64,
-        "reconcile failed"
-    );
-    Action::requeue(delay)
+    back_off(&ctx.base.metrics, KIND, &*obj, error, failures)
 }
 
 /// The grant being reconciled and its status as last written.
@@ -117,11 +103,9 @@ impl<'a> Current<'a> {
     fn new(
         obj: Arc<ConfluenceAccessGrant>,
         api: &'a Api<ConfluenceAccessGrant>,
-    ) -> Result<Self, GrantError> {
+    ) -> Result<Self, Error> {
         Ok(Self {
-            namespace: obj
-                .namespace()
-                .ok_or(GrantError::MissingMetadata("namespace"))?,
+            namespace: obj.namespace().ok_or(Error::MissingMetadata("namespace"))?,
             name: obj.name_any(),
             generation: obj.metadata.generation.unwrap_or(0),
             status: obj.status.clone().unwrap_or_default(),
@@ -135,17 +119,17 @@ impl<'a> Current<'a> {
         &mut self,
         status: ConfluenceAccessGrantStatus,
         verdict: &Verdict,
-    ) -> Result<(), GrantError> {
+    ) -> Result<(), Error> {
         let next = next_status(&status, verdict, self.generation, Timestamp::now());
         apply_any_status(self.api, &self.name, Some(&self.status), &next)
             .await
-            .map_err(GrantError::Kube)?;
+            .map_err(Error::Kube)?;
         self.status = next;
         Ok(())
     }
 
     /// Reports `verdict` with the status otherwise unchanged.
-    async fn report(&mut self, verdict: Verdict, then: Action) -> Result<Action, GrantError> {
+    async fn report(&mut self, verdict: Verdict, then: Action) -> Result<Action, Error> {
         let status = self.status.clone();
         self.write(status, &verdict).await?;
         Ok(then)
@@ -185,7 +169,7 @@ async fn apply(
     obj: Arc<ConfluenceAccessGrant>,
     ctx: &GrantContext,
     api: &Api<ConfluenceAccessGrant>,
-) -> Result<Action, GrantError> {
+) -> Result<Action, Error> {
     let mut cur = Current::new(obj, api)?;
     match cur.status.phase {
         Some(phase) if phase.is_final() => Ok(Action::await_change()),
@@ -211,7 +195,7 @@ fn until(at: Timestamp) -> Option<Duration> {
 }
 
 /// Pending → Active: resolve, check, (intent,) add, verify.
-async fn grant(ctx: &GrantContext, cur: &mut Current<'_>) -> Result<Action, GrantError> {
+async fn grant(ctx: &GrantContext, cur: &mut Current<'_>) -> Result<Action, Error> {
     let spec = cur.obj.spec.clone();
     let duration = match spec.duration() {
         Ok(d) => d,
@@ -299,7 +283,7 @@ async fn activate(
     cur: &mut Current<'_>,
     preexisting: bool,
     duration: Duration,
-) -> Result<Action, GrantError> {
+) -> Result<Action, Error> {
     let now = truncate(Timestamp::now());
     let expires = add(now, duration);
     let mut next = cur.status.clone();
@@ -344,7 +328,7 @@ async fn activate(
 }
 
 /// Active → Expired.
-async fn expire(ctx: &GrantContext, cur: &mut Current<'_>) -> Result<Action, GrantError> {
+async fn expire(ctx: &GrantContext, cur: &mut Current<'_>) -> Result<Action, Error> {
     end_membership(ctx, cur).await?;
     let (who, group) = cur.who_and_where();
     let message = if cur.status.preexisting_membership == Some(true) {
@@ -361,7 +345,7 @@ async fn cleanup(
     obj: Arc<ConfluenceAccessGrant>,
     ctx: &GrantContext,
     api: &Api<ConfluenceAccessGrant>,
-) -> Result<Action, GrantError> {
+) -> Result<Action, Error> {
     let mut cur = Current::new(obj, api)?;
     let status = &cur.status;
     let holds_membership = match status.phase {
@@ -395,7 +379,7 @@ async fn cleanup(
 
 /// Removes the membership unless it predates the grant. The intent is written first;
 /// a failure leaves it on record, so the removal is retried until it succeeds.
-async fn end_membership(ctx: &GrantContext, cur: &mut Current<'_>) -> Result<(), GrantError> {
+async fn end_membership(ctx: &GrantContext, cur: &mut Current<'_>) -> Result<(), Error> {
     if cur.status.preexisting_membership == Some(true) {
         return Ok(());
     }
@@ -418,7 +402,7 @@ async fn end_membership(ctx: &GrantContext, cur: &mut Current<'_>) -> Result<(),
             );
             cur.event(ctx, EventType::Warning, "RevokeBlocked", why.clone())
                 .await;
-            return Err(GrantError::RevokeBlocked(why));
+            return Err(Error::RevokeBlocked(why));
         }
     };
     if cur.status.pending_change != Some(MembershipChange::Remove) {
@@ -435,21 +419,15 @@ async fn end_membership(ctx: &GrantContext, cur: &mut Current<'_>) -> Result<(),
     remove(&client, &group_id, &account_id).await
 }
 
-async fn remove(
-    client: &ConfluenceClient,
-    group_id: &str,
-    account_id: &str,
-) -> Result<(), GrantError> {
+async fn remove(client: &ConfluenceClient, group_id: &str, account_id: &str) -> Result<(), Error> {
     match client.remove_group_member(group_id, account_id).await {
         Ok(()) => Ok(()),
         // The group or the account is gone, and the membership with it.
         Err(e) if e.class() == ErrorClass::NotFound => Ok(()),
-        Err(e) if e.class() == ErrorClass::PermissionDenied => {
-            Err(GrantError::RevokeBlocked(format!(
-                "Confluence refused the removal ({e}); the connector's account must be a site administrator"
-            )))
-        }
-        Err(e) => Err(GrantError::Confluence(e)),
+        Err(e) if e.class() == ErrorClass::PermissionDenied => Err(Error::RevokeBlocked(format!(
+            "Confluence refused the removal ({e}); the connector's account must be a site administrator"
+        ))),
+        Err(e) => Err(Error::Confluence(e)),
     }
 }
 
@@ -461,7 +439,7 @@ async fn finish(
     reason: &'static str,
     message: String,
     cause: &str,
-) -> Result<(), GrantError> {
+) -> Result<(), Error> {
     let mut next = cur.status.clone();
     next.pending_change = None;
     next.ended_at = Some(Time(truncate(Timestamp::now())));
@@ -486,7 +464,7 @@ async fn wait(
     cur: &mut Current<'_>,
     reason: &'static str,
     message: String,
-) -> Result<Action, GrantError> {
+) -> Result<Action, Error> {
     cur.report(
         Verdict::new(GrantPhase::Pending, reason, message),
         Action::requeue(WAIT_FOR_CONNECTOR),
@@ -499,7 +477,7 @@ async fn fail(
     cur: &mut Current<'_>,
     reason: &'static str,
     message: String,
-) -> Result<Action, GrantError> {
+) -> Result<Action, Error> {
     let mut next = cur.status.clone();
     next.pending_change = None;
     cur.write(next, &Verdict::new(GrantPhase::Failed, reason, message))
@@ -508,7 +486,7 @@ async fn fail(
 }
 
 /// Reports a resolution verdict: Failed ends the grant, Pending waits.
-async fn settle(cur: &mut Current<'_>, verdict: Verdict) -> Result<Action, GrantError> {
+async fn settle(cur: &mut Current<'_>, verdict: Verdict) -> Result<Action, Error> {
     if verdict.phase == GrantPhase::Failed {
         fail(cur, verdict.reason, verdict.message).await
     } else {
@@ -521,7 +499,7 @@ async fn settle(cur: &mut Current<'_>, verdict: Verdict) -> Result<Action, Grant
 async fn confluence_failure(
     cur: &mut Current<'_>,
     error: ConfluenceError,
-) -> Result<Action, GrantError> {
+) -> Result<Action, Error> {
     match error.class() {
         ErrorClass::PermissionDenied => {
             let message = format!(
@@ -537,7 +515,7 @@ async fn confluence_failure(
             let message = format!("Confluence rejected the connector's credentials ({error})");
             wait(cur, reasons::AUTHENTICATION_FAILED, message).await
         }
-        _ => Err(GrantError::Confluence(error)),
+        _ => Err(Error::Confluence(error)),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::confluence::{
     AccountStatus, AccountType, ConfluenceClient, ConfluenceError, ErrorClass,
 };
 
-use super::error::GrantError;
+use super::super::Error;
 use super::status::{
     CONNECTOR_NOT_READY, GROUP_NOT_FOUND, USER_NOT_FOUND, USER_NOT_GRANTABLE, Verdict,
 };
@@ -32,18 +32,16 @@ pub async fn group(
     client: &ConfluenceClient,
     spec: &ConfluenceAccessGrantSpec,
     snapshot: Option<PathBuf>,
-) -> Result<Resolved<ResolvedGroup>, GrantError> {
+) -> Result<Resolved<ResolvedGroup>, Error> {
     let id = match (&spec.group.id, &spec.group.name) {
         (Some(id), _) => id.clone(),
         (None, Some(name)) => {
-            let Some(snapshot) = snapshot else {
-                return Ok(Err(no_snapshot()));
-            };
             let wanted = name.clone();
-            let ids = look_up(snapshot, move |d| d.group_ids_named(&wanted)).await?;
-            match ids.as_slice() {
-                [id] => id.clone(),
-                [] => {
+            let found = one_of(snapshot, move |d| d.group_ids_named(&wanted)).await?;
+            match found {
+                Found::One(id) => id,
+                Found::Unusable(verdict) => return Ok(Err(verdict)),
+                Found::None => {
                     return Ok(Err(failed(
                         GROUP_NOT_FOUND,
                         format!(
@@ -51,13 +49,10 @@ pub async fn group(
                         ),
                     )));
                 }
-                many => {
+                Found::Many(n) => {
                     return Ok(Err(failed(
                         GROUP_NOT_FOUND,
-                        format!(
-                            "{} groups are named {name:?}; name the group by group.id",
-                            many.len()
-                        ),
+                        format!("{n} groups are named {name:?}; name the group by group.id"),
                     )));
                 }
             }
@@ -73,7 +68,7 @@ pub async fn group(
             GROUP_NOT_FOUND,
             format!("Confluence has no group with id {id}"),
         ))),
-        Err(e) => Err(GrantError::Confluence(e)),
+        Err(e) => Err(Error::Confluence(e)),
     }
 }
 
@@ -82,18 +77,16 @@ pub async fn user(
     client: &ConfluenceClient,
     spec: &ConfluenceAccessGrantSpec,
     snapshot: Option<PathBuf>,
-) -> Result<Resolved<String>, GrantError> {
+) -> Result<Resolved<String>, Error> {
     let account_id = match (&spec.user.account_id, &spec.user.email) {
         (Some(id), _) => id.clone(),
         (None, Some(email)) => {
-            let Some(snapshot) = snapshot else {
-                return Ok(Err(no_snapshot()));
-            };
             let wanted = email.clone();
-            let ids = look_up(snapshot, move |d| d.account_ids_with_email(&wanted)).await?;
-            match ids.as_slice() {
-                [id] => id.clone(),
-                [] => {
+            let found = one_of(snapshot, move |d| d.account_ids_with_email(&wanted)).await?;
+            match found {
+                Found::One(id) => id,
+                Found::Unusable(verdict) => return Ok(Err(verdict)),
+                Found::None => {
                     return Ok(Err(failed(
                         USER_NOT_FOUND,
                         format!(
@@ -101,13 +94,10 @@ pub async fn user(
                         ),
                     )));
                 }
-                many => {
+                Found::Many(n) => {
                     return Ok(Err(failed(
                         USER_NOT_FOUND,
-                        format!(
-                            "{} users have email {email}; name the user by user.accountId",
-                            many.len()
-                        ),
+                        format!("{n} users have email {email}; name the user by user.accountId"),
                     )));
                 }
             }
@@ -122,7 +112,7 @@ pub async fn user(
                 format!("Confluence has no user with account id {account_id}"),
             )));
         }
-        Err(e) => return Err(GrantError::Confluence(e)),
+        Err(e) => return Err(Error::Confluence(e)),
     };
     if matches!(user.account_type, Some(AccountType::App)) {
         return Ok(Err(failed(
@@ -159,21 +149,39 @@ fn no_snapshot() -> Verdict {
     )
 }
 
-async fn look_up(
-    snapshot: PathBuf,
-    f: impl FnOnce(&SnapshotDirectory) -> Result<Vec<String>, C1zError> + Send + 'static,
-) -> Result<Vec<String>, GrantError> {
-    tokio::task::spawn_blocking(move || {
+/// What a snapshot look-up found.
+enum Found {
+    One(String),
+    None,
+    Many(usize),
+    /// No snapshot to look in (yet).
+    Unusable(Verdict),
+}
+
+/// Runs `query` on the snapshot off the async threads and counts the ids it finds.
+async fn one_of(
+    snapshot: Option<PathBuf>,
+    query: impl FnOnce(&SnapshotDirectory) -> Result<Vec<String>, C1zError> + Send + 'static,
+) -> Result<Found, Error> {
+    let Some(snapshot) = snapshot else {
+        return Ok(Found::Unusable(no_snapshot()));
+    };
+    let mut ids = tokio::task::spawn_blocking(move || {
         let directory = SnapshotDirectory::open(&snapshot)?;
-        f(&directory)
+        query(&directory)
     })
     .await
     .map_err(|e| {
-        GrantError::Snapshot(C1zError::io(
+        Error::Snapshot(C1zError::io(
             "look up",
             "",
             std::io::Error::other(e.to_string()),
         ))
     })?
-    .map_err(GrantError::Snapshot)
+    .map_err(Error::Snapshot)?;
+    Ok(match ids.len() {
+        0 => Found::None,
+        1 => Found::One(ids.remove(0)),
+        n => Found::Many(n),
+    })
 }

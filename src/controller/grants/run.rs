@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::{ConfluenceAccessGrant, ConfluenceConnector, GrantPhase};
 
+use super::super::run::{scoped_api, selected};
 use super::context::GrantContext;
 use super::reconciler::{error_policy, reconcile};
 
@@ -27,19 +28,9 @@ pub fn controller(
     Store<ConfluenceAccessGrant>,
     impl std::future::Future<Output = ()>,
 ) {
-    let client = ctx.base.client.clone();
-    let (grants, connectors): (Api<ConfluenceAccessGrant>, Api<ConfluenceConnector>) =
-        match &namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client, ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client)),
-        };
-    let mut config = watcher::Config::default();
-    if let Some(selector) = &selector {
-        config = config.labels(selector);
-    }
+    let grants: Api<ConfluenceAccessGrant> = scoped_api(&ctx.base.client, namespace.as_deref());
+    let connectors: Api<ConfluenceConnector> = scoped_api(&ctx.base.client, namespace.as_deref());
+    let config = selected(selector.as_deref());
     let (reader, writer) = reflector::store();
     let store = reader.clone();
     let future = async move {
