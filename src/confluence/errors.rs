@@ -20,13 +20,15 @@ pub enum ErrorClass {
     RateLimited,
     /// Server errors, timeouts and connection failures that outlived the retries.
     Transient,
-    /// A response that could not be understood (bad JSON, missing envelope, bad links).
+    /// A response that could not be understood (bad JSON, missing envelope, bad links),
+    /// or pagination that stopped advancing (links sent twice, pages without new rows,
+    /// the page cap).
     MalformedResponse,
     /// The request was rejected as invalid (400, 405, 415, 422).
     BadRequest,
     /// The client or the site is misconfigured (bad base URL, a non-JSON site answer).
     Configuration,
-    /// Anything else (unexpected status, oversized body, runaway pagination).
+    /// Anything else (unexpected status, oversized body).
     Other,
 }
 
@@ -154,7 +156,8 @@ pub enum ConfluenceError {
         /// What was wrong (parser message or missing field), never the whole body.
         detail: String,
     },
-    /// A walk needed more pages than the configured cap.
+    /// A walk needed more pages than the configured cap: the last resort against a
+    /// server that keeps inventing rows.
     #[error("{route}: more than {pages} pages; refusing to continue")]
     PageLimitExceeded {
         /// Route template.
@@ -178,10 +181,10 @@ impl ConfluenceError {
             Self::BadRequest(_) => ErrorClass::BadRequest,
             Self::RateLimited { .. } => ErrorClass::RateLimited,
             Self::Server(_) | Self::Network { .. } => ErrorClass::Transient,
-            Self::Malformed { .. } => ErrorClass::MalformedResponse,
-            Self::ResponseTooLarge { .. }
-            | Self::PageLimitExceeded { .. }
-            | Self::UnexpectedStatus(_) => ErrorClass::Other,
+            Self::Malformed { .. } | Self::PageLimitExceeded { .. } => {
+                ErrorClass::MalformedResponse
+            }
+            Self::ResponseTooLarge { .. } | Self::UnexpectedStatus(_) => ErrorClass::Other,
         }
     }
 
