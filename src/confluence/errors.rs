@@ -18,7 +18,8 @@ pub enum ErrorClass {
     NotFound,
     /// Throttled and the wait was too long or the retry budget ran out.
     RateLimited,
-    /// Server errors, timeouts and connection failures that outlived the retries.
+    /// Server errors, timeouts (the request deadline, a stalled body) and connection
+    /// failures that outlived the retries.
     Transient,
     /// A response that could not be understood (bad JSON, missing envelope, bad links),
     /// or pagination that stopped advancing (links sent twice, pages without new rows,
@@ -83,6 +84,32 @@ impl fmt::Display for ResponseContext {
     }
 }
 
+/// How an attempt ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// No complete answer, headers and body, within the request deadline.
+    Deadline(Duration),
+    /// After the headers, the body brought fewer than `min_bytes` in `window`.
+    SlowBody {
+        /// Bytes each window had to bring.
+        min_bytes: u64,
+        /// The window.
+        window: Duration,
+    },
+}
+
+impl fmt::Display for Stall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Deadline(limit) => write!(f, "no complete answer within {limit:?}"),
+            Self::SlowBody { min_bytes, window } => write!(
+                f,
+                "the response body stalled: fewer than {min_bytes} bytes in {window:?}"
+            ),
+        }
+    }
+}
+
 /// Everything that can go wrong talking to Confluence.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfluenceError {
@@ -136,6 +163,17 @@ pub enum ConfluenceError {
         #[source]
         source: reqwest::Error,
     },
+    /// An attempt ran out of time (the request deadline or the body's minimum pace), and
+    /// the retries ran out too.
+    #[error("{method} {route}: {stall}")]
+    TimedOut {
+        /// HTTP method.
+        method: &'static str,
+        /// Route template.
+        route: &'static str,
+        /// What took too long.
+        stall: Stall,
+    },
     /// The body exceeded the configured size cap.
     #[error("{method} {route}: response larger than {limit} bytes")]
     ResponseTooLarge {
@@ -180,7 +218,7 @@ impl ConfluenceError {
             Self::NotFound(_) => ErrorClass::NotFound,
             Self::BadRequest(_) => ErrorClass::BadRequest,
             Self::RateLimited { .. } => ErrorClass::RateLimited,
-            Self::Server(_) | Self::Network { .. } => ErrorClass::Transient,
+            Self::Server(_) | Self::Network { .. } | Self::TimedOut { .. } => ErrorClass::Transient,
             Self::Malformed { .. } | Self::PageLimitExceeded { .. } => {
                 ErrorClass::MalformedResponse
             }
@@ -215,6 +253,7 @@ impl ConfluenceError {
             Self::InvalidConfig { .. }
             | Self::NotAuthenticated { .. }
             | Self::Network { .. }
+            | Self::TimedOut { .. }
             | Self::ResponseTooLarge { .. }
             | Self::Malformed { .. }
             | Self::PageLimitExceeded { .. } => None,
@@ -269,6 +308,32 @@ mod tests {
         assert!(bare.may_be_credentials());
         assert!(!named.may_be_credentials());
         assert!(!v1.may_be_credentials());
+    }
+
+    #[test]
+    fn stalls_are_transient_and_name_the_route() {
+        for stall in [
+            Stall::Deadline(Duration::from_secs(62)),
+            Stall::SlowBody {
+                min_bytes: 32768,
+                window: Duration::from_secs(30),
+            },
+        ] {
+            let e = ConfluenceError::TimedOut {
+                method: "GET",
+                route: "/wiki/api/v2/spaces",
+                stall,
+            };
+            assert_eq!(e.class(), ErrorClass::Transient);
+            assert!(
+                e.to_string().starts_with("GET /wiki/api/v2/spaces: "),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            Stall::Deadline(Duration::from_secs(62)).to_string(),
+            "no complete answer within 62s"
+        );
     }
 
     #[test]
