@@ -81,13 +81,13 @@ async fn same_row_member_pages_fail_the_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_then_silence_fail_the_command_within_the_request_timeout() {
     let silence = Hostility::HeadersThenSilence(Route::Groups);
-    let error = cli_fails_cleanly(silence, "500ms").await;
+    let error = cli_fails_cleanly(silence, "1500ms").await;
     assert_eq!(error["class"], "transient", "{error}");
     assert_eq!(error["reason"], "SiteUnreachable", "{error}");
     let message = error["message"].as_str().unwrap_or_default();
     assert!(message.contains(Route::Groups.template()), "{message}");
     assert!(
-        message.contains("no complete answer within 500ms"),
+        message.contains("no complete answer within 1.5s"),
         "{message}"
     );
 }
