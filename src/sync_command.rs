@@ -11,7 +11,7 @@ use tracing::{Instrument, info_span};
 use crate::cli::SyncArgs;
 use crate::controller::outcome::failure_reason;
 use crate::site::normalize_site;
-use crate::sync::{ConnectError, SyncError, SyncOptions, client_for, run_sync};
+use crate::sync::{ConnectError, SyncError, SyncOptions, client_tuned, run_sync};
 
 /// Environment variable holding the API token.
 pub const API_TOKEN_ENV: &str = "CONFLUENCE_API_TOKEN";
@@ -97,13 +97,12 @@ async fn sync(args: SyncArgs) -> Result<crate::sync::SyncReport, Failure> {
             parent.display().to_string(),
         )));
     }
-    let client = client_for(
-        &origin,
-        &args.username,
-        token,
-        usize::from(args.concurrency),
-        None,
-    )
+    let client = client_tuned(&origin, &args.username, token, |config| {
+        config.max_in_flight = usize::from(args.concurrency);
+        if let Some(deadline) = args.request_timeout {
+            config.request_timeout = deadline;
+        }
+    })
     .map_err(|e| Failure::Setup(e.into()))?;
 
     let options = SyncOptions {

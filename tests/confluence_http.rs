@@ -110,13 +110,14 @@ fn client(base: &url::Url) -> ConfluenceClient {
 }
 
 fn page_of(ids: std::ops::Range<usize>, next: bool) -> String {
+    let end = ids.end;
     let rows: Vec<String> = ids
         .map(|i| format!(r#"{{"type":"group","id":"g{i:04}","name":"group-{i}"}}"#))
         .collect();
     let next = if next {
-        r#","next":"/rest/api/group?next=true""#
+        format!(r#","next":"/rest/api/group?next=true&limit=200&start={end}""#)
     } else {
-        ""
+        String::new()
     };
     format!(
         r#"{{"results":[{}],"start":0,"limit":200,"size":{},"_links":{{"base":"http://x/wiki","context":"/wiki"{next}}}}}"#,
@@ -271,12 +272,17 @@ async fn group_walk_advances_by_rows_and_stops_on_short_page_without_next() {
 }
 
 #[tokio::test]
-async fn a_server_that_ignores_start_cannot_loop_forever() {
+async fn a_server_that_ignores_start_fails_the_walk_instead_of_looping_or_ending_it() {
     let stub = Stub::start(|_, _| json(200, &page_of(0..200, true))).await;
     let mut pager = client(&stub.base).groups().expect("pager");
     assert!(pager.next_page().await.expect("first").is_some());
-    assert!(pager.next_page().await.expect("second").is_none());
-    assert_eq!(pager.stop_reason(), Some(StopReason::RepeatedPage));
+    let err = pager.next_page().await.expect_err("the same page again");
+    assert_eq!(err.class(), ErrorClass::MalformedResponse, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("GET /wiki/rest/api/group"), "{text}");
+    assert!(text.contains("not advancing"), "{text}");
+    assert_eq!(pager.stop_reason(), None, "not an ordinary end");
+    assert_eq!(stub.seen().len(), 2);
 }
 
 #[tokio::test]

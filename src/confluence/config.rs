@@ -14,10 +14,49 @@ use super::observer::RequestObserver;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
 /// Default TCP/TLS connect timeout (§9.1).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default timeout for one whole request, body included (§9.1).
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default cap on one response body; a 250-row v2 page is well below 1 MiB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// Time an answer may take to begin: `GET /group` can take 20–30 s in large orgs (§3.1).
+pub const ANSWER_START_ALLOWANCE: Duration = Duration::from_secs(30);
+/// A modest transfer rate (1 MiB/s) at which the largest accepted body must still fit
+/// within the request deadline.
+pub const MODEST_BODY_RATE: u64 = 1024 * 1024;
+/// Default deadline for one attempt, headers and body (§9.1: about a minute): time for
+/// the answer to begin plus the largest accepted body at a modest rate, 30 s + 32 MiB
+/// at 1 MiB/s = 62 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = request_deadline_for(DEFAULT_MAX_RESPONSE_BYTES);
+/// Default minimum pace of a body: 32 KiB per 30 s, about 1 KiB/s. Three orders of
+/// magnitude below the modest rate, so only a stalled or trickling body trips it, and
+/// the window matches the time an answer may take to begin.
+pub const DEFAULT_BODY_PROGRESS: BodyProgress = BodyProgress {
+    window: ANSWER_START_ALLOWANCE,
+    min_bytes: 32 * 1024,
+};
+
+/// The request deadline that lets a body of `max_body_bytes` arrive at the modest rate
+/// after an answer that took the whole allowance to begin.
+pub const fn request_deadline_for(max_body_bytes: usize) -> Duration {
+    Duration::from_secs(
+        ANSWER_START_ALLOWANCE.as_secs() + (max_body_bytes as u64).div_ceil(MODEST_BODY_RATE),
+    )
+}
+
+/// The minimum pace of a response body, from the headers on: every `window` must bring
+/// at least `min_bytes` or the body's end. Catches a body that stops or trickles long
+/// before the request deadline would, however long that deadline is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyProgress {
+    /// How long each measured stretch of the body lasts.
+    pub window: Duration,
+    /// Bytes each window must bring; 0 turns the rule off.
+    pub min_bytes: u64,
+}
+
+impl Default for BodyProgress {
+    fn default() -> Self {
+        DEFAULT_BODY_PROGRESS
+    }
+}
 /// Default cap on pages in one walk; 10 000 pages of 200 rows is 2 million rows.
 pub const DEFAULT_MAX_PAGES: usize = 10_000;
 
@@ -78,8 +117,12 @@ pub struct ClientConfig {
     pub max_in_flight: usize,
     /// TCP + TLS connect timeout.
     pub connect_timeout: Duration,
-    /// Timeout for one attempt, from sending to the last body byte.
+    /// Deadline for one attempt, from sending to the last body byte. Running out of it
+    /// is a transient failure, retried like a broken connection.
     pub request_timeout: Duration,
+    /// Minimum pace of a body once the headers are in; falling below it is a transient
+    /// failure too.
+    pub body_progress: BodyProgress,
     /// Largest response body accepted; larger bodies fail the request.
     pub max_response_bytes: usize,
     /// Page cap for one walk; exceeding it is an error, never a silent truncation.
@@ -102,6 +145,7 @@ impl ClientConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            body_progress: BodyProgress::default(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             max_pages: DEFAULT_MAX_PAGES,
             retry: RetryPolicy::default(),
@@ -121,6 +165,7 @@ impl fmt::Debug for ClientConfig {
             .field("max_in_flight", &self.max_in_flight)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("body_progress", &self.body_progress)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("max_pages", &self.max_pages)
             .field("retry", &self.retry)
@@ -202,6 +247,18 @@ mod tests {
         ] {
             assert!(norm(input).is_err(), "{input}");
         }
+    }
+
+    #[test]
+    fn the_default_deadline_fits_the_largest_body_at_a_modest_rate() {
+        let body_time =
+            Duration::from_secs_f64(DEFAULT_MAX_RESPONSE_BYTES as f64 / MODEST_BODY_RATE as f64);
+        assert!(DEFAULT_REQUEST_TIMEOUT >= ANSWER_START_ALLOWANCE + body_time);
+        assert_eq!(DEFAULT_REQUEST_TIMEOUT, Duration::from_secs(62));
+        // The pace rule must never stop a body arriving at the modest rate.
+        let pace = DEFAULT_BODY_PROGRESS;
+        assert!(pace.min_bytes < MODEST_BODY_RATE * pace.window.as_secs());
+        assert!(pace.window < DEFAULT_REQUEST_TIMEOUT);
     }
 
     #[test]

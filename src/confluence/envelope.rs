@@ -13,6 +13,10 @@ pub struct V1Page<T> {
     pub limit: Option<u64>,
     /// Rows in this page.
     pub size: Option<u64>,
+    /// Rows in the whole collection, sent only when asked for (`search/user` sends the
+    /// page size instead).
+    #[serde(rename = "totalSize")]
+    pub total_size: Option<u64>,
     /// Links.
     #[serde(rename = "_links")]
     pub links: Option<V1Links>,

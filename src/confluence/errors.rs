@@ -18,15 +18,18 @@ pub enum ErrorClass {
     NotFound,
     /// Throttled and the wait was too long or the retry budget ran out.
     RateLimited,
-    /// Server errors, timeouts and connection failures that outlived the retries.
+    /// Server errors, timeouts (the request deadline, a stalled body) and connection
+    /// failures that outlived the retries.
     Transient,
-    /// A response that could not be understood (bad JSON, missing envelope, bad links).
+    /// A response that could not be understood (bad JSON, missing envelope, bad links),
+    /// or pagination that stopped advancing (links sent twice, pages without new rows,
+    /// the page cap).
     MalformedResponse,
     /// The request was rejected as invalid (400, 405, 415, 422).
     BadRequest,
     /// The client or the site is misconfigured (bad base URL, a non-JSON site answer).
     Configuration,
-    /// Anything else (unexpected status, oversized body, runaway pagination).
+    /// Anything else (unexpected status, oversized body).
     Other,
 }
 
@@ -78,6 +81,32 @@ impl fmt::Display for ResponseContext {
             write!(f, " (Atl-Traceid {trace})")?;
         }
         Ok(())
+    }
+}
+
+/// How an attempt ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// No complete answer, headers and body, within the request deadline.
+    Deadline(Duration),
+    /// After the headers, the body brought fewer than `min_bytes` in `window`.
+    SlowBody {
+        /// Bytes each window had to bring.
+        min_bytes: u64,
+        /// The window.
+        window: Duration,
+    },
+}
+
+impl fmt::Display for Stall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Deadline(limit) => write!(f, "no complete answer within {limit:?}"),
+            Self::SlowBody { min_bytes, window } => write!(
+                f,
+                "the response body stalled: fewer than {min_bytes} bytes in {window:?}"
+            ),
+        }
     }
 }
 
@@ -134,6 +163,17 @@ pub enum ConfluenceError {
         #[source]
         source: reqwest::Error,
     },
+    /// An attempt ran out of time (the request deadline or the body's minimum pace), and
+    /// the retries ran out too.
+    #[error("{method} {route}: {stall}")]
+    TimedOut {
+        /// HTTP method.
+        method: &'static str,
+        /// Route template.
+        route: &'static str,
+        /// What took too long.
+        stall: Stall,
+    },
     /// The body exceeded the configured size cap.
     #[error("{method} {route}: response larger than {limit} bytes")]
     ResponseTooLarge {
@@ -154,7 +194,8 @@ pub enum ConfluenceError {
         /// What was wrong (parser message or missing field), never the whole body.
         detail: String,
     },
-    /// A walk needed more pages than the configured cap.
+    /// A walk needed more pages than the configured cap: the last resort against a
+    /// server that keeps inventing rows.
     #[error("{route}: more than {pages} pages; refusing to continue")]
     PageLimitExceeded {
         /// Route template.
@@ -177,11 +218,11 @@ impl ConfluenceError {
             Self::NotFound(_) => ErrorClass::NotFound,
             Self::BadRequest(_) => ErrorClass::BadRequest,
             Self::RateLimited { .. } => ErrorClass::RateLimited,
-            Self::Server(_) | Self::Network { .. } => ErrorClass::Transient,
-            Self::Malformed { .. } => ErrorClass::MalformedResponse,
-            Self::ResponseTooLarge { .. }
-            | Self::PageLimitExceeded { .. }
-            | Self::UnexpectedStatus(_) => ErrorClass::Other,
+            Self::Server(_) | Self::Network { .. } | Self::TimedOut { .. } => ErrorClass::Transient,
+            Self::Malformed { .. } | Self::PageLimitExceeded { .. } => {
+                ErrorClass::MalformedResponse
+            }
+            Self::ResponseTooLarge { .. } | Self::UnexpectedStatus(_) => ErrorClass::Other,
         }
     }
 
@@ -212,6 +253,7 @@ impl ConfluenceError {
             Self::InvalidConfig { .. }
             | Self::NotAuthenticated { .. }
             | Self::Network { .. }
+            | Self::TimedOut { .. }
             | Self::ResponseTooLarge { .. }
             | Self::Malformed { .. }
             | Self::PageLimitExceeded { .. } => None,
@@ -266,6 +308,32 @@ mod tests {
         assert!(bare.may_be_credentials());
         assert!(!named.may_be_credentials());
         assert!(!v1.may_be_credentials());
+    }
+
+    #[test]
+    fn stalls_are_transient_and_name_the_route() {
+        for stall in [
+            Stall::Deadline(Duration::from_secs(62)),
+            Stall::SlowBody {
+                min_bytes: 32768,
+                window: Duration::from_secs(30),
+            },
+        ] {
+            let e = ConfluenceError::TimedOut {
+                method: "GET",
+                route: "/wiki/api/v2/spaces",
+                stall,
+            };
+            assert_eq!(e.class(), ErrorClass::Transient);
+            assert!(
+                e.to_string().starts_with("GET /wiki/api/v2/spaces: "),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            Stall::Deadline(Duration::from_secs(62)).to_string(),
+            "no complete answer within 62s"
+        );
     }
 
     #[test]

@@ -1,20 +1,21 @@
-//! One logical request: admission (in-flight cap, shared pause), the attempt, body cap,
-//! classification and the retry loop.
+//! One logical request: admission (in-flight cap, shared pause), the attempt under its
+//! deadline, body cap and pace, classification and the retry loop.
 
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue, RETRY_AFTER};
-use reqwest::{Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use url::Url;
 
-use super::config::{ClientConfig, RetryPolicy, normalize_base_url};
+use super::body::{BodyError, read_capped};
+use super::config::{BodyProgress, ClientConfig, RetryPolicy, normalize_base_url};
 use super::error_body::{FailureKind, classify, shorten, summarize_body};
-use super::errors::{ConfluenceError, ResponseContext};
+use super::errors::{ConfluenceError, ResponseContext, Stall};
 use super::observer::RequestObserver;
 use super::retry::{Decision, Failure, RetryState, parse_retry_after, random_jitter};
 use super::stats::{ClientStats, Counters, Route};
@@ -38,15 +39,11 @@ pub(crate) struct Transport {
     throttle: Throttle,
     counters: Counters,
     max_response_bytes: usize,
+    request_timeout: Duration,
+    body_progress: BodyProgress,
     pub(crate) max_pages: usize,
     retry: RetryPolicy,
     observer: Option<std::sync::Arc<dyn RequestObserver>>,
-}
-
-/// Why reading a body stopped early.
-enum BodyError {
-    TooLarge,
-    Transport(reqwest::Error),
 }
 
 /// What the retry loop does with an attempt.
@@ -65,6 +62,8 @@ enum Attempt {
         body: Bytes,
     },
     Broken(reqwest::Error),
+    /// The deadline passed or the body fell below its pace.
+    Stalled(Stall),
     TooLarge,
 }
 
@@ -78,13 +77,24 @@ impl Transport {
                 reason: "no process-wide rustls crypto provider installed".into(),
             });
         }
+        if config.request_timeout.is_zero() {
+            return Err(ConfluenceError::InvalidConfig {
+                reason: "the request timeout must be longer than zero".into(),
+            });
+        }
+        if config.body_progress.min_bytes > 0 && config.body_progress.window.is_zero() {
+            return Err(ConfluenceError::InvalidConfig {
+                reason: "the body progress window must be longer than zero".into(),
+            });
+        }
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(config.user_agent.clone())
+            // The deadline over the whole attempt is the transport's own (`attempt`), so
+            // that running out of it is reported as what it is.
             .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
             // Never follow a redirect: it could carry the credentials to another host,
             // and the API does not redirect in normal operation.
             .redirect(reqwest::redirect::Policy::none())
@@ -100,6 +110,8 @@ impl Transport {
             throttle: Throttle::new(config.max_in_flight),
             counters: Counters::default(),
             max_response_bytes: config.max_response_bytes,
+            request_timeout: config.request_timeout,
+            body_progress: config.body_progress,
             max_pages: config.max_pages.max(1),
             retry: config.retry.clone(),
             observer: config.observer.clone(),
@@ -167,7 +179,7 @@ impl Transport {
             if let Some(observer) = &self.observer {
                 let status = match &attempt {
                     Attempt::Answer { status, .. } => Some(status.as_u16()),
-                    Attempt::Broken(_) | Attempt::TooLarge => None,
+                    Attempt::Broken(_) | Attempt::Stalled(_) | Attempt::TooLarge => None,
                 };
                 observer.request(route.template(), status, took);
             }
@@ -252,6 +264,23 @@ impl Transport {
                 };
                 return Judged::Retryable(Failure::Transient { retry_after: None }, error);
             }
+            Attempt::Stalled(stall) => {
+                debug!(
+                    method = route.method(),
+                    route = route.template(),
+                    took_ms,
+                    attempt = attempt_no,
+                    %stall,
+                    "confluence request ran out of time"
+                );
+                self.counters.transient();
+                let error = ConfluenceError::TimedOut {
+                    method: route.method(),
+                    route: route.template(),
+                    stall,
+                };
+                return Judged::Retryable(Failure::Transient { retry_after: None }, error);
+            }
             Attempt::TooLarge => {
                 return Judged::Done(Err(ConfluenceError::ResponseTooLarge {
                     method: route.method(),
@@ -293,8 +322,16 @@ impl Transport {
         }
     }
 
-    /// Sends one request and reads its body under the cap.
+    /// One attempt under the request deadline, which covers connecting, the headers and
+    /// the whole body.
     async fn attempt(&self, route: Route, url: &Url, body: Option<&serde_json::Value>) -> Attempt {
+        tokio::time::timeout(self.request_timeout, self.exchange(route, url, body))
+            .await
+            .unwrap_or(Attempt::Stalled(Stall::Deadline(self.request_timeout)))
+    }
+
+    /// Sends one request and reads its body under the cap and the pace rule.
+    async fn exchange(&self, route: Route, url: &Url, body: Option<&serde_json::Value>) -> Attempt {
         let mut request = match route.method() {
             "POST" => self.http.post(url.clone()),
             "DELETE" => self.http.delete(url.clone()),
@@ -323,13 +360,17 @@ impl Transport {
         } else {
             MAX_ERROR_BODY_BYTES
         };
-        match read_capped(&mut response, cap, !status.is_success()).await {
+        match read_capped(&mut response, cap, !status.is_success(), self.body_progress).await {
             Ok(body) => Attempt::Answer {
                 status,
                 headers,
                 body,
             },
             Err(BodyError::TooLarge) => Attempt::TooLarge,
+            Err(BodyError::TooSlow) => Attempt::Stalled(Stall::SlowBody {
+                min_bytes: self.body_progress.min_bytes,
+                window: self.body_progress.window,
+            }),
             Err(BodyError::Transport(e)) => Attempt::Broken(e),
         }
     }
@@ -465,37 +506,6 @@ fn looks_like_json(body: &[u8]) -> bool {
         body.iter().find(|b| !b.is_ascii_whitespace()),
         Some(b'{' | b'[')
     )
-}
-
-/// Reads the body chunk by chunk, refusing (or, for error bodies, truncating) past `cap`
-/// so that a runaway answer cannot exhaust memory.
-async fn read_capped(
-    response: &mut Response,
-    cap: usize,
-    truncate: bool,
-) -> Result<Bytes, BodyError> {
-    if !truncate
-        && response
-            .content_length()
-            .is_some_and(|len| len > cap as u64)
-    {
-        return Err(BodyError::TooLarge);
-    }
-    let hint = response
-        .content_length()
-        .map_or(0, |l| l.min(cap as u64) as usize);
-    let mut buf = BytesMut::with_capacity(hint);
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
-        if buf.len() + chunk.len() > cap {
-            if truncate {
-                buf.extend_from_slice(&chunk[..cap - buf.len()]);
-                break;
-            }
-            return Err(BodyError::TooLarge);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
 }
 
 #[cfg(test)]

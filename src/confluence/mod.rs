@@ -4,7 +4,9 @@
 //! reference: v1 offset pages (`start += rows`, stop on an empty page), v2 cursor pages
 //! (rebuilt from the cursor on the client's own root), one shared pause per client on
 //! 429, bounded exponential back-off with jitter on 5xx and transport errors, capped
-//! response sizes, and tolerant models with open enums.
+//! response sizes, a deadline and a minimum body pace for every request, walks that fail
+//! rather than end early when the server stops advancing, and tolerant models with open
+//! enums.
 //!
 //! ```no_run
 //! # async fn demo(config: confluence_operator::confluence::ClientConfig)
@@ -21,6 +23,7 @@
 //! # let _ = me; Ok(()) }
 //! ```
 
+mod body;
 mod client;
 mod config;
 mod envelope;
@@ -41,11 +44,12 @@ pub use client::{
     ConfluenceClient, GROUPS_PAGE_LIMIT, MEMBERS_PAGE_LIMIT, SEARCH_PAGE_LIMIT, V2_PAGE_LIMIT,
 };
 pub use config::{
-    ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PAGES,
-    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, RetryPolicy,
+    ANSWER_START_ALLOWANCE, BodyProgress, ClientConfig, DEFAULT_BODY_PROGRESS,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PAGES, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_REQUEST_TIMEOUT, MODEST_BODY_RATE, RetryPolicy, request_deadline_for,
 };
 pub use envelope::{V1Links, V1Page, V2Links, V2Page};
-pub use errors::{ConfluenceError, ErrorClass, ResponseContext};
+pub use errors::{ConfluenceError, ErrorClass, ResponseContext, Stall};
 pub use models::{
     AccountStatus, AccountType, CurrentUser, Group, OperationKey, Principal, PrincipalType,
     ProfilePicture, SearchResult, Space, SpaceOperation, SpacePermission, SpaceRole, SpaceType,

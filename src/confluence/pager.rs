@@ -5,14 +5,13 @@ use std::sync::Arc;
 
 use futures::Stream;
 use serde::de::DeserializeOwned;
-use tracing::warn;
 use url::Url;
 
 use super::envelope::{V1Page, V2Page};
 use super::errors::ConfluenceError;
 use super::http::Transport;
 use super::models::{Group, SearchResult, Space, SpacePermission, SpaceRole, User};
-use super::pagination::{RepeatGuard, StopReason, V1EndRule, v1_stop, v2_next_cursor};
+use super::pagination::{PageFacts, StopReason, V1EndRule, WalkProgress, v1_stop, v2_next_cursor};
 use super::stats::Route;
 
 /// A row type that can be paged: it names the id used to detect a stuck walk.
@@ -58,10 +57,7 @@ enum Position {
     /// v1: `start` advances by the rows actually returned.
     Offset { start: u64, rule: V1EndRule },
     /// v2: opaque cursor from the previous page.
-    Cursor {
-        cursor: Option<String>,
-        seen: RepeatGuard,
-    },
+    Cursor { cursor: Option<String> },
 }
 
 /// Summary of a finished walk.
@@ -85,7 +81,7 @@ pub struct Pager<R> {
     position: Position,
     /// 404 on the first page means "not available" instead of an error.
     absent_is_empty: bool,
-    first_ids: RepeatGuard,
+    progress: WalkProgress,
     pages: usize,
     rows: u64,
     stop: Option<StopReason>,
@@ -123,11 +119,13 @@ impl<R: PageRow> Pager<R> {
     }
 
     pub(crate) fn v2(transport: Arc<Transport>, route: Route, url: Url, limit: u32) -> Self {
-        let position = Position::Cursor {
-            cursor: None,
-            seen: RepeatGuard::default(),
-        };
-        Self::new(transport, route, url, limit, position)
+        Self::new(
+            transport,
+            route,
+            url,
+            limit,
+            Position::Cursor { cursor: None },
+        )
     }
 
     fn new(
@@ -144,7 +142,7 @@ impl<R: PageRow> Pager<R> {
             limit,
             position,
             absent_is_empty: false,
-            first_ids: RepeatGuard::default(),
+            progress: WalkProgress::new(limit),
             pages: 0,
             rows: 0,
             stop: None,
@@ -169,6 +167,10 @@ impl<R: PageRow> Pager<R> {
 
     /// The next non-empty page, or `None` when the walk is over. After an error the
     /// same page may be asked for again.
+    ///
+    /// A walk that stops advancing (a link sent twice, pages without new rows, far more
+    /// rows than announced, the page cap) is an error, never an early end: a partial
+    /// listing must not pass for a complete one.
     pub async fn next_page(&mut self) -> Result<Option<Vec<R>>, ConfluenceError> {
         while self.stop.is_none() {
             if self.pages >= self.transport.max_pages {
@@ -183,18 +185,6 @@ impl<R: PageRow> Pager<R> {
                 Position::Cursor { .. } => self.fetch_v2().await?,
             };
             let Some(rows) = rows else { continue };
-            if self
-                .first_ids
-                .repeats(rows.first().and_then(PageRow::row_key))
-            {
-                warn!(
-                    route = self.route.template(),
-                    pages = self.pages,
-                    "confluence pagination repeated a page; stopping this walk"
-                );
-                self.stop = Some(StopReason::RepeatedPage);
-                return Ok(None);
-            }
             if !rows.is_empty() {
                 self.rows += rows.len() as u64;
                 return Ok(Some(rows));
@@ -240,14 +230,28 @@ impl<R: PageRow> Pager<R> {
             Err(e) => return self.absent_or(e),
         };
         let rows = self.results(page.results)?;
-        let has_next = page
+        let next = page
             .links
             .as_ref()
             .and_then(|l| l.next.as_deref())
-            .is_some_and(|n| !n.is_empty());
+            .filter(|n| !n.is_empty());
         // `next` is only a signal: its `start` can under-count (§5 quirk 3), so the
         // offset is always our own `start + rows`.
-        self.stop = v1_stop(rule, self.limit, rows.len(), has_next);
+        self.stop = v1_stop(rule, self.limit, rows.len(), next.is_some());
+        if self.stop.is_none() {
+            // `search/user` echoes the page size as `totalSize`; only the routes that
+            // end on a short page mean the walk's total by it.
+            let total = match rule {
+                V1EndRule::ShortPageWithoutNext => page.total_size,
+                V1EndRule::EmptyPageOnly => None,
+            };
+            let facts = PageFacts {
+                rows: rows.len(),
+                link: next,
+                total,
+            };
+            self.check_progress(facts, &rows)?;
+        }
         self.position = Position::Offset {
             start: start + rows.len() as u64,
             rule,
@@ -284,21 +288,26 @@ impl<R: PageRow> Pager<R> {
         )
         .map_err(|detail| self.malformed(detail))?;
         let rows = self.results(fetched.value.results)?;
-        let Position::Cursor { cursor, seen } = &mut self.position else {
-            return Ok(None);
-        };
         match next {
             None => self.stop = Some(StopReason::NoNextLink),
-            Some(c) if seen.repeats(Some(&c)) => {
-                warn!(
-                    route = self.route.template(),
-                    "confluence returned a cursor twice; stopping this walk"
-                );
-                self.stop = Some(StopReason::RepeatedPage);
+            Some(c) => {
+                let facts = PageFacts {
+                    rows: rows.len(),
+                    link: Some(&c),
+                    total: None,
+                };
+                self.check_progress(facts, &rows)?;
+                self.position = Position::Cursor { cursor: Some(c) };
             }
-            Some(c) => *cursor = Some(c),
         }
         Ok(Some(rows))
+    }
+
+    /// Fails the walk when the page after which it would continue shows no progress.
+    fn check_progress(&mut self, facts: PageFacts<'_>, rows: &[R]) -> Result<(), ConfluenceError> {
+        self.progress
+            .after_page(facts, rows.iter().map(PageRow::row_key))
+            .map_err(|stuck| self.malformed(format!("{stuck} after {} pages", self.pages)))
     }
 
     fn results(&self, results: Option<Vec<R>>) -> Result<Vec<R>, ConfluenceError> {

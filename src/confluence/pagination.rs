@@ -1,6 +1,9 @@
-//! Pure pagination rules (§5): when to stop, how to find the next cursor.
+//! Pure pagination rules (§5): when to stop, how to find the next cursor, and when a
+//! walk has stopped making progress.
 
 use std::collections::HashSet;
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 
 use url::Url;
 
@@ -13,9 +16,6 @@ pub enum StopReason {
     LastPage,
     /// v2: no `next` link in the body or the `Link` header.
     NoNextLink,
-    /// A page began with an id already seen as a page's first id (or a cursor came
-    /// back again): the server is not advancing, so the walk stops instead of looping.
-    RepeatedPage,
     /// The endpoint is not available on this site (space roles answer 404 when the
     /// site is not entitled); the walk yields nothing.
     NotAvailable,
@@ -50,19 +50,122 @@ pub(crate) fn v1_stop(
     }
 }
 
-/// Remembers each page's first id to stop a walk that does not advance.
-#[derive(Debug, Default)]
-pub(crate) struct RepeatGuard {
-    seen: HashSet<String>,
+/// Consecutive pages without a single new id that a walk tolerates. Offsets can shift
+/// while groups change (§5 quirk 6), which repeats a few rows, but a whole page of known
+/// rows several times in a row means the server is not advancing.
+pub(crate) const MAX_STALE_PAGES: u32 = 3;
+
+/// Why a walk is judged not to advance. Ending such a walk early would present a partial
+/// listing as complete, so the caller fails it instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stuck {
+    /// The v2 cursor or the v1 `next` link of this page was already sent in this walk.
+    RepeatedLink,
+    /// This many pages in a row brought no id the walk had not already seen.
+    NoNewRows { pages: u32 },
+    /// The walk has far more rows than the largest `totalSize` the server announced.
+    BeyondTotal { rows: u64, total: u64 },
 }
 
-impl RepeatGuard {
-    /// Records `first_id`; returns true when it was already a page's first id.
-    pub(crate) fn repeats(&mut self, first_id: Option<&str>) -> bool {
-        match first_id {
-            Some(id) => !self.seen.insert(id.to_owned()),
-            None => false,
+impl fmt::Display for Stuck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RepeatedLink => f.write_str("pagination is not advancing: a next link came back"),
+            Self::NoNewRows { pages } => write!(
+                f,
+                "pagination is not advancing: {pages} pages in a row brought no new row"
+            ),
+            Self::BeyondTotal { rows, total } => write!(
+                f,
+                "pagination is not advancing: {rows} rows walked but the server announced {total}"
+            ),
         }
+    }
+}
+
+/// What one page of a continuing walk shows about progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PageFacts<'a> {
+    /// Rows in the page.
+    pub(crate) rows: usize,
+    /// The v2 cursor or v1 `next` link that leads on, when the server sent one.
+    pub(crate) link: Option<&'a str>,
+    /// The page's `totalSize`, where the route means the walk's total by it.
+    pub(crate) total: Option<u64>,
+}
+
+/// Watches one walk for the signs of a server that does not advance (§5): a link sent
+/// twice, pages without a new id, more rows than announced. Only the pages after which
+/// the walk continues are shown to it; the page that ends a walk needs no judging.
+///
+/// Ids and links are kept as keyed hashes: memory stays at a few bytes per row however
+/// long the ids a server sends, and the random key keeps a server from choosing
+/// collisions. A collision could only make one row look already seen.
+#[derive(Debug)]
+pub(crate) struct WalkProgress {
+    hasher: RandomState,
+    ids: HashSet<u64>,
+    links: HashSet<u64>,
+    limit: u32,
+    rows: u64,
+    stale_pages: u32,
+    max_total: Option<u64>,
+}
+
+impl WalkProgress {
+    /// A fresh walk asking for pages of `limit` rows.
+    pub(crate) fn new(limit: u32) -> Self {
+        Self {
+            hasher: RandomState::new(),
+            ids: HashSet::new(),
+            links: HashSet::new(),
+            limit,
+            rows: 0,
+            stale_pages: 0,
+            max_total: None,
+        }
+    }
+
+    /// Records a page after which the walk would continue; `ids` are its rows' ids
+    /// (rows without one bring nothing verifiable). An error means the walk must fail.
+    pub(crate) fn after_page<'i>(
+        &mut self,
+        facts: PageFacts<'_>,
+        ids: impl IntoIterator<Item = Option<&'i str>>,
+    ) -> Result<(), Stuck> {
+        let mut new_ids = false;
+        for id in ids.into_iter().flatten() {
+            new_ids |= self.ids.insert(self.hasher.hash_one(id));
+        }
+        self.rows = self.rows.saturating_add(facts.rows as u64);
+        if let Some(link) = facts.link
+            && !self.links.insert(self.hasher.hash_one(link))
+        {
+            return Err(Stuck::RepeatedLink);
+        }
+        self.stale_pages = if new_ids { 0 } else { self.stale_pages + 1 };
+        if self.stale_pages >= MAX_STALE_PAGES {
+            return Err(Stuck::NoNewRows {
+                pages: self.stale_pages,
+            });
+        }
+        if let Some(total) = facts.total {
+            self.max_total = Some(self.max_total.map_or(total, |t| t.max(total)));
+        }
+        // Rows shift while the walk runs, so the bound is generous: twice the largest
+        // announced total plus one page.
+        if let Some(total) = self.max_total
+            && self.rows
+                > total
+                    .saturating_mul(2)
+                    .saturating_add(u64::from(self.limit))
+        {
+            return Err(Stuck::BeyondTotal {
+                rows: self.rows,
+                total,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -180,13 +283,111 @@ mod tests {
         }
     }
 
+    fn page(rows: usize, link: Option<&str>) -> PageFacts<'_> {
+        PageFacts {
+            rows,
+            link,
+            total: None,
+        }
+    }
+
     #[test]
-    fn repeat_guard_trips_on_a_seen_first_id() {
-        let mut g = RepeatGuard::default();
-        assert!(!g.repeats(Some("a")));
-        assert!(!g.repeats(Some("b")));
-        assert!(!g.repeats(None));
-        assert!(g.repeats(Some("a")));
+    fn a_walk_that_advances_is_never_stuck() {
+        let mut w = WalkProgress::new(2);
+        for n in 0..100 {
+            let ids = [format!("a{n}"), format!("b{n}")];
+            let link = format!("/rest/api/group?next=true&limit=2&start={}", 2 * n + 2);
+            assert_eq!(
+                w.after_page(page(2, Some(&link)), ids.iter().map(|s| Some(s.as_str()))),
+                Ok(()),
+                "page {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_link_sent_twice_is_stuck_even_with_new_rows() {
+        let mut w = WalkProgress::new(250);
+        assert_eq!(w.after_page(page(1, Some("c1")), [Some("1")]), Ok(()));
+        assert_eq!(w.after_page(page(1, Some("c2")), [Some("2")]), Ok(()));
+        assert_eq!(
+            w.after_page(page(1, Some("c1")), [Some("3")]),
+            Err(Stuck::RepeatedLink)
+        );
+    }
+
+    #[test]
+    fn pages_without_a_new_id_are_tolerated_only_a_few_times_in_a_row() {
+        let mut w = WalkProgress::new(200);
+        assert_eq!(w.after_page(page(1, None), [Some("x")]), Ok(()));
+        // A shifted offset can repeat rows; one new id resets the count.
+        assert_eq!(w.after_page(page(1, None), [Some("x")]), Ok(()));
+        assert_eq!(w.after_page(page(2, None), [Some("x"), Some("y")]), Ok(()));
+        for _ in 1..MAX_STALE_PAGES {
+            assert_eq!(w.after_page(page(1, None), [Some("y")]), Ok(()));
+        }
+        assert_eq!(
+            w.after_page(page(1, None), [Some("x")]),
+            Err(Stuck::NoNewRows {
+                pages: MAX_STALE_PAGES
+            })
+        );
+    }
+
+    #[test]
+    fn rows_without_ids_and_empty_pages_bring_nothing_new() {
+        let mut w = WalkProgress::new(25);
+        let mut last = Ok(());
+        for n in 0..MAX_STALE_PAGES {
+            let rows = if n % 2 == 0 { 0 } else { 3 };
+            last = w.after_page(page(rows, None), vec![None; rows]);
+        }
+        assert_eq!(
+            last,
+            Err(Stuck::NoNewRows {
+                pages: MAX_STALE_PAGES
+            })
+        );
+    }
+
+    #[test]
+    fn a_walk_far_beyond_the_announced_total_is_stuck() {
+        let mut w = WalkProgress::new(10);
+        let total = Some(5);
+        let mut n = 0u64;
+        let mut next_page = |w: &mut WalkProgress| {
+            let ids: Vec<String> = (0..10).map(|i| format!("{n}-{i}")).collect();
+            n += 1;
+            w.after_page(
+                PageFacts {
+                    rows: 10,
+                    link: None,
+                    total,
+                },
+                ids.iter().map(|s| Some(s.as_str())),
+            )
+        };
+        // 2 × 5 + 10 = 20 rows are allowed for shifting rows.
+        assert_eq!(next_page(&mut w), Ok(()));
+        assert_eq!(next_page(&mut w), Ok(()));
+        assert_eq!(
+            next_page(&mut w),
+            Err(Stuck::BeyondTotal { rows: 30, total: 5 })
+        );
+    }
+
+    #[test]
+    fn stuck_messages_say_pagination_is_not_advancing() {
+        for stuck in [
+            Stuck::RepeatedLink,
+            Stuck::NoNewRows { pages: 3 },
+            Stuck::BeyondTotal { rows: 9, total: 1 },
+        ] {
+            assert!(
+                stuck.to_string().starts_with("pagination is not advancing"),
+                "{stuck}"
+            );
+        }
     }
 
     #[test]

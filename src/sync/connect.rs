@@ -28,8 +28,20 @@ pub fn client_for(
     max_in_flight: usize,
     observer: Option<Arc<dyn RequestObserver>>,
 ) -> Result<ConfluenceClient, ConnectError> {
+    client_tuned(origin, username, api_token, |config| {
+        config.max_in_flight = max_in_flight.max(1);
+        config.observer = observer;
+    })
+}
+
+/// A client for `origin` whose configuration `tune` adjusts from the defaults.
+pub fn client_tuned(
+    origin: &SiteOrigin,
+    username: &str,
+    api_token: SecretString,
+    tune: impl FnOnce(&mut ClientConfig),
+) -> Result<ConfluenceClient, ConnectError> {
     let mut config = ClientConfig::new(origin.url()?, username, api_token);
-    config.max_in_flight = max_in_flight.max(1);
-    config.observer = observer;
+    tune(&mut config);
     Ok(ConfluenceClient::new(config)?)
 }

@@ -14,7 +14,7 @@ mod progress;
 mod report;
 mod sink;
 
-pub use connect::{ConnectError, client_for};
+pub use connect::{ConnectError, client_for, client_tuned};
 pub use engine::{SyncOptions, run_sync};
 pub use error::SyncError;
 pub use progress::{ProgressSender, Stage, SyncProgress};
