@@ -91,6 +91,34 @@ async fn operator_works_with_only_the_charts_cluster_rbac() {
     };
     let docs = install_rbac(&fx, &["leaderElect=true"]);
     assert!(docs.iter().any(|d| kind(d) == "ClusterRoleBinding"));
+    // Exactly the calls the operator makes: the API server's audit log of this test
+    // shows every verb below used and nothing refused. The run below proves the set
+    // sufficient; a new rule needs a new call.
+    let role = docs
+        .iter()
+        .find(|d| {
+            kind(d) == "ClusterRole"
+                && d["metadata"]["name"] == format!("{SERVICE_ACCOUNT}-{}", fx.ns()).as_str()
+        })
+        .expect("the operator's ClusterRole");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([
+            {"apiGroups": ["confluence-operator.io"], "resources": ["confluenceconnectors"], "verbs": ["list", "watch", "patch"]},
+            {"apiGroups": ["confluence-operator.io"], "resources": ["confluenceconnectors/status"], "verbs": ["get", "patch"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        ]),
+        "the operator's rules changed"
+    );
+    let lease_role = docs
+        .iter()
+        .find(|d| kind(d) == "Role" && d["rules"][0]["resources"][0] == "leases")
+        .expect("the leader-election Role");
+    assert_eq!(
+        lease_role["rules"],
+        serde_json::json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]}])
+    );
     let sa = user(fx.ns());
     // The cluster-wide rules reach every namespace, Secrets read-only.
     assert!(can_i(&fx.env, &sa, "list", "secrets", None));

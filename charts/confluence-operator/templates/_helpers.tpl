@@ -59,9 +59,10 @@ app.kubernetes.io/part-of: confluence-operator
 The operator's permissions on the objects it reconciles. One list entry per resource,
 so that a new kind is one more entry; the same rules serve the ClusterRole
 (all namespaces) and each namespaced Role (watchNamespace).
-- connectors: list/watch feed the controller's cache; get and patch serve the finalizer
-  (added and removed by JSON patch).
-- connectors/status: server-side apply of the status (a patch).
+- connectors: list/watch feed the controller's cache; patch adds and removes the
+  finalizer (JSON patch). The operator never GETs a connector (its cache has it).
+- connectors/status: get re-reads the live status before a write; patch is the
+  server-side apply of the status.
 - secrets: list/watch of metadata only (to notice rotations), get to read the
   referenced keys. Never written.
 - events.k8s.io events: the Recorder creates Events and patches repeats.
@@ -69,7 +70,7 @@ so that a new kind is one more entry; the same rules serve the ClusterRole
 {{- define "confluence-operator.rules" -}}
 - apiGroups: ["confluence-operator.io"]
   resources: ["confluenceconnectors"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["confluence-operator.io"]
   resources: ["confluenceconnectors/status"]
   verbs: ["get", "patch"]
