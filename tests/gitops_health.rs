@@ -235,6 +235,16 @@ async fn flux_and_argocd_health_of_live_connectors() {
     let connected = fx.wait_connected("acme", SYNC_DEADLINE, Some(&op)).await;
     checker.check(&fx, &connected, "connected", Some("Current"), "Healthy");
 
+    // A connector on the shortest interval (1m), for a real periodic sync below.
+    let mut spec = fx.spec(SECRET);
+    spec.sync = Some(confluence_operator::api::SyncSpec {
+        interval: Some("1m".to_owned()),
+        ..Default::default()
+    });
+    fx.create_connector("periodic", spec).await;
+    fx.wait_connected("periodic", SYNC_DEADLINE, Some(&op))
+        .await;
+
     // A routine sync (here requested; a periodic one looks the same) keeps Ready=True:
     // still Current and Healthy, so Flux and Argo CD do not flap every interval.
     fx.fake.set_latency(SLOW);
@@ -255,6 +265,22 @@ async fn flux_and_argocd_health_of_live_connectors() {
     fx.fake.set_latency(Latency::default());
     fx.wait_request_handled("acme", &value, "the requested sync", Some(&op))
         .await;
+
+    // The periodic sync itself, when its interval has passed: the same.
+    fx.fake.set_latency(SLOW);
+    let periodic = wait_for_state(
+        &fx,
+        "periodic",
+        "the periodic sync running with Ready=True",
+        Some(&op),
+        |c| {
+            phase_of(c) == Some(confluence_operator::api::Phase::Syncing)
+                && is_connected_but_syncing(c)
+        },
+    )
+    .await;
+    checker.check(&fx, &periodic, "periodic-sync", Some("Current"), "Healthy");
+    fx.fake.set_latency(Latency::default());
 
     // Wrong credentials: Stalled=True, Ready=False AuthenticationFailed.
     let cred = fx.fake.credential().clone();
@@ -371,6 +397,7 @@ fn argocd_customization_tests_pass() {
         "first-sync",
         "connected",
         "routine-sync",
+        "periodic-sync",
     ] {
         assert!(
             inputs.contains(&format!("testdata/{row}.yaml").as_str()),
