@@ -107,6 +107,20 @@ fn args(docs: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// The container's args as the operator's own command line parses them: the rendering
+/// must be a valid `confluence-operator run`.
+fn parse_run_args(args: &[String]) -> confluence_operator::cli::RunArgs {
+    use clap::Parser as _;
+    let argv = std::iter::once("confluence-operator".to_owned()).chain(args.iter().cloned());
+    match confluence_operator::cli::Cli::try_parse_from(argv) {
+        Ok(cli) => match cli.command {
+            confluence_operator::cli::Command::Run(run) => run,
+            other => panic!("the chart runs {other:?}, not `run`"),
+        },
+        Err(e) => panic!("the operator rejects the chart's args {args:?}: {e}"),
+    }
+}
+
 /// What each ci/ file must change in the rendering.
 fn check_rendering(file: &str, docs: &[Value], namespaced: &[&str]) {
     let kinds: Vec<&str> = docs.iter().map(kind).collect();
@@ -128,6 +142,22 @@ fn check_rendering(file: &str, docs: &[Value], namespaced: &[&str]) {
     assert!(container["resources"]["requests"]["memory"].is_string());
     assert!(container["resources"]["limits"]["memory"].is_string());
     assert!(args.contains(&"--data-dir=/var/lib/confluence-operator".to_owned()));
+    let run = parse_run_args(&args);
+    assert_eq!(run.concurrency, 4, "{file}");
+    assert_eq!(
+        run.data_dir,
+        std::path::Path::new("/var/lib/confluence-operator")
+    );
+    assert_eq!(
+        run.leader_elect,
+        file == "leader-election-values.yaml",
+        "{file}: {args:?}"
+    );
+    if file == "namespaced-values.yaml" {
+        assert_eq!(run.namespaces, namespaced, "{file}");
+    } else {
+        assert!(run.namespaces.is_empty(), "{file}: {:?}", run.namespaces);
+    }
 
     let volume = &pod["volumes"][0];
     match file {
@@ -376,6 +406,36 @@ fn schema_and_guards_reject_bad_values() {
             None,
         );
         assert!(err.contains("replicas"), "{label}: {err}");
+        // extraArgs: values, bare switches and dropped switches, all accepted by the CLI.
+        let rendered = template(
+            &helm,
+            "x",
+            "default",
+            &[
+                "--set",
+                "extraArgs.selector=shard=a",
+                "--set",
+                "extraArgs.allow-insecure-http=true",
+                "--set",
+                "extraArgs.leader-elect=false",
+                "--set",
+                "extraArgs.allowed-site-suffix=.wiki.example.internal",
+            ],
+        );
+        let args = args(&documents(&rendered));
+        let run = parse_run_args(&args);
+        assert_eq!(
+            run.selector.as_deref(),
+            Some("shard=a"),
+            "{label}: {args:?}"
+        );
+        assert!(run.site.allow_insecure_http, "{label}: {args:?}");
+        assert!(!run.leader_elect, "{label}: {args:?}");
+        assert_eq!(
+            run.site.allowed_site_suffixes,
+            [".wiki.example.internal"],
+            "{label}: {args:?}"
+        );
         // The same two replicas with leader election render.
         template(
             &helm,
