@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test lint fmt-check clippy deps-check control-plane kubectl helm gitops-tools test-tools crds bench-sync demo bench-controller helm-lint
+.PHONY: test lint fmt-check clippy deps-check control-plane kubectl helm gitops-tools test-tools crds chart-crds bench-sync demo bench-controller helm-lint
 
 ## make test: formatting, lints, dependency rules, then every test (unit, fake-server,
 ## integration tests against the real local control plane, Helm chart and GitOps
@@ -49,10 +49,15 @@ helm-lint: helm
 	target/go-bin/helm3 lint --strict --kube-version v1.36.3 charts/confluence-operator
 	target/go-bin/helm4 lint --strict --kube-version v1.36.3 charts/confluence-operator
 
+## Copy crds/ into the Helm chart, whose crds/ must hold exactly the same files (a test
+## checks); run it after `make crds`.
+chart-crds:
+	rm -f charts/confluence-operator/crds/*.yaml
+	cp crds/*.yaml charts/confluence-operator/crds/
+
 ## Regenerate the committed CRD YAML from the Rust types.
 crds:
 	$(CARGO) run -q -- crd > crds/confluenceconnectors.yaml
-	cp crds/*.yaml charts/confluence-operator/crds/
 
 ## Sync benchmark against the fake's large preset (release build); prints figures.
 bench-sync:

@@ -42,12 +42,12 @@ fn chart_crds_are_the_committed_crds() {
     assert_eq!(
         committed.keys().collect::<Vec<_>>(),
         chart.keys().collect::<Vec<_>>(),
-        "charts/confluence-operator/crds/ must hold exactly the files of crds/ (copy them after `make crds`)"
+        "charts/confluence-operator/crds/ must hold exactly the files of crds/ (`make chart-crds`)"
     );
     for (name, bytes) in &committed {
         assert!(
             chart[name] == *bytes,
-            "charts/confluence-operator/crds/{name} differs from crds/{name}: copy crds/ into the chart"
+            "charts/confluence-operator/crds/{name} differs from crds/{name}: run `make chart-crds`"
         );
     }
 }
