@@ -4,11 +4,12 @@ SHELL := bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test lint fmt-check clippy deps-check control-plane kubectl crds bench-sync demo bench-controller
+.PHONY: test lint fmt-check clippy deps-check control-plane kubectl helm gitops-tools test-tools crds chart-crds bench-sync demo bench-controller helm-lint
 
 ## make test: formatting, lints, dependency rules, then every test (unit, fake-server,
-## and integration tests against the real local control plane).
-test: lint control-plane
+## integration tests against the real local control plane, Helm chart and GitOps
+## health checks with the tools those need).
+test: lint control-plane test-tools
 	tests/control-plane/run.sh -- $(CARGO) test --workspace
 
 lint: fmt-check clippy deps-check
@@ -32,9 +33,32 @@ control-plane:
 kubectl:
 	tests/tools/kubectl.sh
 
+## Helm 3 and Helm 4 in target/go-bin/helm3 and helm4 (skipped when up to date).
+helm:
+	tests/tools/helm.sh
+
+## Flux's kstatus and Argo CD's Lua interpreter as small programs in target/go-bin.
+gitops-tools:
+	tests/tools/gitops.sh
+
+## Every tool the chart and GitOps tests run.
+test-tools: kubectl helm gitops-tools
+
+## Lint the chart with both Helm majors (the full checks are in `make test`).
+helm-lint: helm
+	target/go-bin/helm3 lint --strict --kube-version v1.36.3 charts/confluence-operator
+	target/go-bin/helm4 lint --strict --kube-version v1.36.3 charts/confluence-operator
+
+## Copy crds/ into the Helm chart, whose crds/ must hold exactly the same files (a test
+## checks); run it after `make crds`.
+chart-crds:
+	rm -f charts/confluence-operator/crds/*.yaml
+	cp crds/*.yaml charts/confluence-operator/crds/
+
 ## Regenerate the committed CRD YAML from the Rust types.
 crds:
 	$(CARGO) run -q -- crd --output-dir crds
+	$(MAKE) chart-crds
 
 ## Sync benchmark against the fake's large preset (release build); prints figures.
 bench-sync:
