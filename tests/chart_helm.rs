@@ -308,38 +308,45 @@ async fn lint_render_and_server_dry_run_with_helm_3_and_4() {
     }
 }
 
-/// The example Secret and connector are valid for the API server (CRD schema and CEL
-/// rules included).
+/// The example Secret, connector and access grant are valid for the API server (CRD
+/// schema and CEL rules included).
 #[tokio::test]
-async fn example_connector_passes_a_server_dry_run() {
+async fn examples_pass_a_server_dry_run() {
     let kubectl = chart_support::kubectl();
     let Some(env) = common::setup("chart-example").await else {
         return;
     };
-    let text = std::fs::read_to_string(root().join("examples/connector.yaml"))
-        .expect("examples/connector.yaml");
-    assert!(text.contains("namespace: identity"));
-    let text = text.replace(
-        "namespace: identity",
-        &format!("namespace: {}", env.namespace),
-    );
-    let out = run_ok(
-        &kubectl,
-        &[
-            "--kubeconfig",
-            env.kubeconfig.to_str().expect("UTF-8"),
-            "apply",
-            "--server-side",
-            "--dry-run=server",
-            "-f",
-            "-",
-        ],
-        Some(text.as_bytes()),
-    );
-    assert!(
-        out.contains("confluenceconnector.confluence-operator.io/acme serverside-applied"),
-        "{out}"
-    );
+    for (file, applied) in [
+        (
+            "examples/connector.yaml",
+            "confluenceconnector.confluence-operator.io/acme serverside-applied",
+        ),
+        (
+            "examples/access-grant.yaml",
+            "confluenceaccessgrant.confluence-operator.io/ann-incident-4711 serverside-applied",
+        ),
+    ] {
+        let text = std::fs::read_to_string(root().join(file)).expect(file);
+        assert!(text.contains("namespace: identity"), "{file}");
+        let text = text.replace(
+            "namespace: identity",
+            &format!("namespace: {}", env.namespace),
+        );
+        let out = run_ok(
+            &kubectl,
+            &[
+                "--kubeconfig",
+                env.kubeconfig.to_str().expect("UTF-8"),
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "-f",
+                "-",
+            ],
+            Some(text.as_bytes()),
+        );
+        assert!(out.contains(applied), "{file}: {out}");
+    }
 }
 
 /// Wrong types are rejected by values.schema.json; two replicas without leader
