@@ -137,6 +137,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SELECTOR", env = "CONFLUENCE_OPERATOR_SELECTOR")]
     pub selector: Option<String>,
 
+    /// Deadline for one Confluence request, headers and body (default 62s: a 32 MiB
+    /// answer at 1 MiB/s after 30s of waiting for it to begin); a request that runs out
+    /// of it is retried like a dropped connection.
+    #[arg(long, value_name = "DURATION", value_parser = parse_request_timeout, env = "CONFLUENCE_OPERATOR_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<std::time::Duration>,
+
     /// Longest `spec.duration` a ConfluenceAccessGrant may ask for (Go-style duration, at
     /// most 168h); longer grants fail with reason DurationTooLong.
     #[arg(long, default_value = "24h", value_parser = parse_max_grant_duration, env = "CONFLUENCE_OPERATOR_MAX_GRANT_DURATION")]
@@ -306,6 +312,26 @@ mod tests {
         assert_eq!(args.timeout, std::time::Duration::from_secs(300));
         assert_eq!(args.concurrency, 8);
         assert_eq!(args.request_timeout, None, "the client's derived default");
+    }
+
+    #[test]
+    fn run_takes_a_request_timeout_and_a_grant_limit() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["confluence-operator", "run"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Run(args) => (args.request_timeout, args.max_grant_duration),
+                _ => panic!("not run"),
+            })
+        };
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(parse(&[]).unwrap(), (None, 24 * hour));
+        assert_eq!(
+            parse(&["--request-timeout", "90s", "--max-grant-duration", "8h"]).unwrap(),
+            (Some(std::time::Duration::from_secs(90)), 8 * hour)
+        );
+        assert!(parse(&["--max-grant-duration", "169h"]).is_err());
+        assert!(parse(&["--request-timeout", "0s"]).is_err());
     }
 
     #[test]

@@ -96,6 +96,7 @@ async fn operate(args: RunArgs) -> Result<(), RunError> {
         requests_in_flight: REQUESTS_PER_SYNC,
         concurrency: usize::from(args.concurrency),
         max_grant_duration: args.max_grant_duration,
+        request_timeout: args.request_timeout,
     };
     let scope = Scope {
         namespaces: args.namespaces.clone(),

@@ -13,10 +13,12 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ConfluenceConnector;
+use crate::confluence::{ConfluenceClient, RequestObserver};
 use crate::metrics::Metrics;
-use crate::site::SitePolicy;
-use crate::sync::{SyncProgress, SyncReport};
+use crate::site::{SiteOrigin, SitePolicy};
+use crate::sync::{ConnectError, SyncProgress, SyncReport, client_tuned};
 
+use super::credentials::Credentials;
 use super::sync_task::TaskError;
 
 /// Operator-wide settings from the command line.
@@ -34,6 +36,33 @@ pub struct Settings {
     pub concurrency: usize,
     /// Longest duration a grant may ask for.
     pub max_grant_duration: std::time::Duration,
+    /// `--request-timeout`: deadline of one Confluence request (`None`: the client's).
+    pub request_timeout: Option<std::time::Duration>,
+}
+
+impl Settings {
+    /// A Confluence client for `origin` with these settings, `in_flight` requests at
+    /// once and `observer` feeding the metrics.
+    pub fn confluence_client(
+        &self,
+        origin: &SiteOrigin,
+        credentials: &Credentials,
+        in_flight: usize,
+        observer: Option<Arc<dyn RequestObserver>>,
+    ) -> Result<ConfluenceClient, ConnectError> {
+        client_tuned(
+            origin,
+            &credentials.username,
+            credentials.api_token.clone(),
+            |config| {
+                config.max_in_flight = in_flight.max(1);
+                config.observer = observer;
+                if let Some(deadline) = self.request_timeout {
+                    config.request_timeout = deadline;
+                }
+            },
+        )
+    }
 }
 
 /// Where a sync task is.

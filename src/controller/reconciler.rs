@@ -367,11 +367,13 @@ async fn show_running_progress(ctx: &Context, cur: &mut Current<'_>) -> Result<A
 
 fn progress_message(ctx: &Context, sync: &RunningSync) -> String {
     match &*lock(&sync.state) {
-        TaskState::Waiting => format!(
+        // A task just spawned has not taken its free slot yet: it is starting, not
+        // waiting.
+        TaskState::Waiting if ctx.slots.available_permits() == 0 => format!(
             "Waiting for a free sync slot ({} syncs run at once)",
             ctx.settings.concurrency
         ),
-        TaskState::Running | TaskState::Finished(_) => {
+        TaskState::Waiting | TaskState::Running | TaskState::Finished(_) => {
             format!("Syncing: {}", sync.progress.borrow().describe())
         }
     }

@@ -17,7 +17,7 @@ use crate::c1z::{self, SnapshotOptions};
 use crate::confluence::RequestObserver;
 use crate::metrics::Metrics;
 use crate::site::SiteOrigin;
-use crate::sync::{ConnectError, ProgressSender, SyncError, SyncOptions, client_for, run_sync};
+use crate::sync::{ConnectError, ProgressSender, SyncError, SyncOptions, run_sync};
 
 use super::context::{Context, Finished, RunningSync, SyncInputs, TaskState, lock};
 use super::credentials::Credentials;
@@ -144,10 +144,9 @@ async fn sync(
     let output = settings.data_dir.join(&relative);
 
     let observer: Arc<dyn RequestObserver> = Arc::new(ApiMetrics(ctx.metrics.clone()));
-    let client = client_for(
+    let client = settings.confluence_client(
         &job.origin,
-        &job.credentials.username,
-        job.credentials.api_token.clone(),
+        &job.credentials,
         settings.requests_in_flight,
         Some(observer),
     )?;

@@ -9,7 +9,6 @@ use kube::api::Api;
 use crate::api::{ConfluenceAccessGrant, ConfluenceConnector, reasons};
 use crate::confluence::ConfluenceClient;
 use crate::site::normalize_site;
-use crate::sync::client_for;
 
 use super::super::Error;
 use super::super::context::Context;
@@ -89,13 +88,10 @@ pub async fn client_of(
         Err(e) => return Ok(Err((e.reason(), e.to_string()))),
     };
     let observer = Arc::new(ApiMetrics(ctx.metrics.clone()));
-    match client_for(
-        &origin,
-        &credentials.username,
-        credentials.api_token,
-        REQUESTS_PER_GRANT,
-        Some(observer),
-    ) {
+    match ctx
+        .settings
+        .confluence_client(&origin, &credentials, REQUESTS_PER_GRANT, Some(observer))
+    {
         Ok(client) => Ok(Ok(client)),
         Err(e) => Ok(Err((reasons::INVALID_SITE, e.to_string()))),
     }
