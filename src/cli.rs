@@ -1,4 +1,4 @@
-//! The command line: `run`, `sync` and `crd`.
+//! The command line: `run`, `sync`, `crd`, `diff` and `report`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +31,34 @@ pub enum Command {
     Sync(SyncArgs),
     /// Print every CustomResourceDefinition as YAML.
     Crd(CrdArgs),
+    /// Show what changed between two snapshots of one site: users added, removed,
+    /// enabled and disabled; group memberships and space permissions (direct and through
+    /// groups) added and removed.
+    Diff(DiffArgs),
+}
+
+/// Flags of `diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The earlier snapshot.
+    #[arg(value_name = "OLD.c1z")]
+    pub old: PathBuf,
+    /// The later snapshot.
+    #[arg(value_name = "NEW.c1z")]
+    pub new: PathBuf,
+    /// `text`: one line per change and a summary; `json`: one JSON object with
+    /// `changes` and `counts`.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+/// Output format of `diff`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Lines for people.
+    Text,
+    /// Machine-readable JSON.
+    Json,
 }
 
 /// Flags of `crd`.
