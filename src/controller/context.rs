@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 use crate::api::ConfluenceConnector;
 use crate::metrics::Metrics;
 use crate::site::SitePolicy;
-use crate::sync::{SyncProgress, SyncReport};
+use crate::sync::SyncProgress;
 
-use super::sync_task::TaskError;
+use super::sync_task::{Synced, TaskError};
 
 /// Operator-wide settings from the command line.
 #[derive(Clone, Debug)]
@@ -52,8 +52,8 @@ pub enum TaskState {
 pub struct Finished {
     /// When it ended.
     pub at: Timestamp,
-    /// The report and the snapshot's path relative to the data directory, or why not.
-    pub result: Result<(SyncReport, PathBuf), TaskError>,
+    /// What the sync produced, or why not.
+    pub result: Result<Synced, TaskError>,
 }
 
 /// One sync task of one connector.

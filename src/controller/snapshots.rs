@@ -81,8 +81,25 @@ pub fn prepare(dir: &Path) -> Result<u64, SnapshotDirError> {
     Ok(c1z::remove_leftovers(dir)?)
 }
 
-/// Keeps the newest `keep` snapshots, removes older ones; returns how many went.
-pub fn prune(dir: &Path, keep: usize) -> Result<usize, SnapshotDirError> {
+/// The newest snapshot in `dir` older than `current` (by name: sync ids sort by time),
+/// if there is one.
+pub fn previous(dir: &Path, current: &Path) -> Result<Option<PathBuf>, SnapshotDirError> {
+    let current_name = current.file_name();
+    let mut best: Option<PathBuf> = None;
+    for path in list(dir)? {
+        let older = match (path.file_name(), current_name) {
+            (Some(name), Some(cur)) => name < cur,
+            _ => false,
+        };
+        if older && best.as_ref().is_none_or(|b| path > *b) {
+            best = Some(path);
+        }
+    }
+    Ok(best)
+}
+
+/// The snapshot files in `dir`.
+fn list(dir: &Path) -> Result<Vec<PathBuf>, SnapshotDirError> {
     let mut snapshots = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_error("list", dir))? {
         let entry = entry.map_err(io_error("list", dir))?;
@@ -92,6 +109,12 @@ pub fn prune(dir: &Path, keep: usize) -> Result<usize, SnapshotDirError> {
             snapshots.push(path);
         }
     }
+    Ok(snapshots)
+}
+
+/// Keeps the newest `keep` snapshots, removes older ones; returns how many went.
+pub fn prune(dir: &Path, keep: usize) -> Result<usize, SnapshotDirError> {
+    let mut snapshots = list(dir)?;
     snapshots.sort();
     let excess = snapshots.len().saturating_sub(keep.max(1));
     for old in &snapshots[..excess] {
@@ -129,6 +152,11 @@ mod tests {
         fs::write(dir.join("2E.c1z.tmp"), "x").unwrap();
         fs::create_dir(dir.join(".c1z-work-1")).unwrap();
         assert_eq!(prepare(&dir).unwrap(), 2);
+        assert_eq!(
+            previous(&dir, &dir.join("2D.c1z")).unwrap(),
+            Some(dir.join("2C.c1z"))
+        );
+        assert_eq!(previous(&dir, &dir.join("2A.c1z")).unwrap(), None);
         assert_eq!(prune(&dir, 2).unwrap(), 2);
         let mut names: Vec<_> = fs::read_dir(&dir)
             .unwrap()
