@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             sync_command::run(args)
         }
         Command::Diff(args) => review_command::diff(&args),
+        Command::Report(args) => review_command::report(&args),
     }
 }
 

@@ -13,7 +13,7 @@ use tempfile::TempDir;
 
 use super::container::{self, MAX_DECODED_SIZE};
 use super::model::{GROUP, SPACE, USER};
-use super::proto::{Grant, Resource, ResourceStatus, UserTrait, from_any};
+use super::proto::{GrantSources, Resource, ResourceStatus, UserTrait, from_any};
 use super::{C1zError, Result};
 
 /// A snapshot decompressed into a private temporary directory (removed on drop) and
@@ -214,6 +214,40 @@ impl SnapshotDb {
         Ok(out)
     }
 
+    /// Ids of the groups `account_id` is a member of, in id order.
+    pub fn groups_of(&self, account_id: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT resource_id FROM v1_grants \
+             WHERE principal_resource_type_id = 'user' AND principal_resource_id = ?1 \
+             AND resource_type_id = 'group' AND sync_id = ?2 ORDER BY resource_id",
+        )?;
+        let rows = stmt.query_map([account_id, &self.sync_id], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
+    /// Row counts: memberships of users, space grants of users (effective, including
+    /// those through groups) and space grants of groups.
+    pub fn grant_counts(&self) -> Result<(u64, u64, u64)> {
+        let count = |sql: &str| -> Result<u64> {
+            let n: i64 = self.conn.query_row(sql, [&self.sync_id], |r| r.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        Ok((
+            count(
+                "SELECT count(*) FROM v1_grants WHERE resource_type_id = 'group' \
+                 AND principal_resource_type_id = 'user' AND sync_id = ?1",
+            )?,
+            count(
+                "SELECT count(*) FROM v1_grants WHERE resource_type_id = 'space' \
+                 AND principal_resource_type_id = 'user' AND sync_id = ?1",
+            )?,
+            count(
+                "SELECT count(*) FROM v1_grants WHERE resource_type_id = 'space' \
+                 AND principal_resource_type_id = 'group' AND sync_id = ?1",
+            )?,
+        ))
+    }
+
     /// The user with `account_id`, if the snapshot has it.
     pub fn user(&self, account_id: &str) -> Result<Option<UserEntry>> {
         self.resource(USER, account_id)?
@@ -286,11 +320,34 @@ fn user_entry(resource: &Resource) -> Result<UserEntry> {
     })
 }
 
+/// The parts of a stored `Grant` a review reads: the entitlement's resource name and the
+/// sources. prost skips every other field without decoding it, which matters when a
+/// report walks millions of expanded grants, each carrying a whole Resource.
+#[derive(Clone, PartialEq, prost::Message)]
+struct GrantLite {
+    #[prost(message, optional, tag = "1")]
+    entitlement: Option<EntitlementLite>,
+    #[prost(message, optional, tag = "5")]
+    sources: Option<GrantSources>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct EntitlementLite {
+    #[prost(message, optional, tag = "1")]
+    resource: Option<ResourceNameLite>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ResourceNameLite {
+    #[prost(string, tag = "3")]
+    display_name: String,
+}
+
 fn space_grant_entry(row: &Row<'_>) -> Result<SpaceGrantEntry> {
     let key: String = row.get(0)?;
     let space_id: String = row.get(1)?;
     let entitlement_id: String = row.get(2)?;
-    let grant: Grant = decode_blob(row, 5)?;
+    let grant: GrantLite = decode_blob(row, 5)?;
     let prefix = format!("{SPACE}:{space_id}:");
     let permission = entitlement_id
         .strip_prefix(&prefix)
@@ -298,9 +355,8 @@ fn space_grant_entry(row: &Row<'_>) -> Result<SpaceGrantEntry> {
         .to_string();
     let space_name = grant
         .entitlement
-        .as_ref()
-        .and_then(|e| e.resource.as_ref())
-        .map(|r| r.display_name.clone())
+        .and_then(|e| e.resource)
+        .map(|r| r.display_name)
         .unwrap_or_default();
     // Expansion (c1z-format §4.4): sources are empty on a plain direct grant; an expanded
     // grant lists `group:<gid>:member`, and a direct grant that expansion also reached

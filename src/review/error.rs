@@ -22,6 +22,9 @@ pub enum ReviewError {
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Write(#[from] std::io::Error),
+    /// Writing CSV failed.
+    #[error("writing CSV: {0}")]
+    Csv(#[from] csv::Error),
     /// Encoding JSON failed.
     #[error("encoding JSON: {0}")]
     Json(#[from] serde_json::Error),

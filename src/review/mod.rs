@@ -2,8 +2,11 @@
 //! who can reach what in one ([`report`]). Reads c1z files only; knows nothing of
 //! Kubernetes or HTTP.
 
+pub mod access;
+pub mod csv_report;
 pub mod diff;
 mod error;
+pub mod html;
 mod merge;
 pub mod output;
 
