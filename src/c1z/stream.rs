@@ -204,7 +204,7 @@ impl SnapshotDb {
             "SELECT external_id, resource_id, entitlement_id, principal_resource_type_id, \
              principal_resource_id, data FROM v1_grants \
              WHERE principal_resource_type_id = ?1 AND principal_resource_id = ?2 \
-             AND resource_type_id = 'space' AND sync_id = ?3 ORDER BY external_id",
+             AND +resource_type_id = 'space' AND +sync_id = ?3 ORDER BY external_id",
         )?;
         let mut rows = stmt.query([principal_type, id, &self.sync_id])?;
         let mut out = Vec::new();
@@ -214,12 +214,17 @@ impl SnapshotDb {
         Ok(out)
     }
 
+    // In the per-principal look-ups below, the unary `+` keeps SQLite from answering by
+    // the (resource_type_id, resource_id) index: without statistics it may pick that
+    // one and scan every space grant once per user (hours on a large tenant) instead of
+    // seeking the principal index.
+
     /// Ids of the groups `account_id` is a member of, in id order.
     pub fn groups_of(&self, account_id: &str) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT resource_id FROM v1_grants \
              WHERE principal_resource_type_id = 'user' AND principal_resource_id = ?1 \
-             AND resource_type_id = 'group' AND sync_id = ?2 ORDER BY resource_id",
+             AND +resource_type_id = 'group' AND +sync_id = ?2 ORDER BY resource_id",
         )?;
         let rows = stmt.query_map([account_id, &self.sync_id], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
