@@ -4,6 +4,7 @@
 //! Secret; restart a sync whose inputs changed or show a running one's progress; else
 //! start a sync if one is due, or requeue for when it will be.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -338,6 +339,15 @@ async fn start_sync(
         origin: checked.origin,
         credentials: checked.credentials,
         sync: checked.sync,
+        // The snapshot this sync will be compared with: the last successful one, by the
+        // status rather than by file name (two syncs within a second have KSUIDs whose
+        // order is random). Only the file name is taken, so a hand-edited status cannot
+        // point the comparison outside the connector's directory.
+        previous: cur
+            .status
+            .as_ref()
+            .and_then(|s| s.snapshot.as_ref())
+            .and_then(|s| std::path::Path::new(&s.file).file_name().map(PathBuf::from)),
     };
     let running = sync_task::start(ctx, job, inputs, sync_request(&cur.obj), started);
     let mut next = cur.next(&Observation::SyncStarted { started }, started);

@@ -81,23 +81,6 @@ pub fn prepare(dir: &Path) -> Result<u64, SnapshotDirError> {
     Ok(c1z::remove_leftovers(dir)?)
 }
 
-/// The newest snapshot in `dir` older than `current` (by name: sync ids sort by time),
-/// if there is one.
-pub fn previous(dir: &Path, current: &Path) -> Result<Option<PathBuf>, SnapshotDirError> {
-    let current_name = current.file_name();
-    let mut best: Option<PathBuf> = None;
-    for path in list(dir)? {
-        let older = match (path.file_name(), current_name) {
-            (Some(name), Some(cur)) => name < cur,
-            _ => false,
-        };
-        if older && best.as_ref().is_none_or(|b| path > *b) {
-            best = Some(path);
-        }
-    }
-    Ok(best)
-}
-
 /// The snapshot files in `dir`.
 fn list(dir: &Path) -> Result<Vec<PathBuf>, SnapshotDirError> {
     let mut snapshots = Vec::new();
@@ -152,11 +135,6 @@ mod tests {
         fs::write(dir.join("2E.c1z.tmp"), "x").unwrap();
         fs::create_dir(dir.join(".c1z-work-1")).unwrap();
         assert_eq!(prepare(&dir).unwrap(), 2);
-        assert_eq!(
-            previous(&dir, &dir.join("2D.c1z")).unwrap(),
-            Some(dir.join("2C.c1z"))
-        );
-        assert_eq!(previous(&dir, &dir.join("2A.c1z")).unwrap(), None);
         assert_eq!(prune(&dir, 2).unwrap(), 2);
         let mut names: Vec<_> = fs::read_dir(&dir)
             .unwrap()

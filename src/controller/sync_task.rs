@@ -71,6 +71,9 @@ pub struct SyncJob {
     pub credentials: Credentials,
     /// `spec.sync` with defaults.
     pub sync: EffectiveSync,
+    /// File name of the last successful snapshot (in the connector's directory), to
+    /// compare the new one with.
+    pub previous: Option<PathBuf>,
 }
 
 /// Feeds the Confluence client's per-request observations into the metrics.
@@ -180,7 +183,8 @@ async fn sync(
     let report = run_sync(&client, &options, &output, cancel).await?;
 
     // Before pruning: with a retention of 1 the previous snapshot goes next.
-    let change = compare_with_previous(dir.clone(), output).await;
+    let previous = job.previous.map(|name| dir.join(name));
+    let change = compare_with_previous(dir.clone(), previous, output).await;
 
     let retention = settings.snapshot_retention;
     match snapshots::off_thread("prune", dir, move |d| snapshots::prune(d, retention)).await {
@@ -199,23 +203,24 @@ async fn sync(
 
 /// Counts what changed between the previous snapshot (if any) and `new`. The sync has
 /// already succeeded: a comparison that fails is logged and skipped, never fatal.
-async fn compare_with_previous(dir: PathBuf, new: PathBuf) -> Option<ChangeCounts> {
-    let result = snapshots::off_thread("compare", dir, move |d| {
-        let Some(previous) = snapshots::previous(d, &new)? else {
-            return Ok(None);
-        };
-        Ok(Some(review::count_file_changes(&previous, &new)))
+async fn compare_with_previous(
+    dir: PathBuf,
+    previous: Option<PathBuf>,
+    new: PathBuf,
+) -> Option<ChangeCounts> {
+    let previous = previous.filter(|p| *p != new)?;
+    let result = snapshots::off_thread("compare", dir, move |_| {
+        Ok(review::count_file_changes(&previous, &new))
     })
     .await;
     match result {
-        Ok(None) => None,
-        Ok(Some(Ok(counts))) => Some(counts),
-        Ok(Some(Err(e))) => {
+        Ok(Ok(counts)) => Some(counts),
+        Ok(Err(e)) => {
             warn!(error = %e, "cannot compare with the previous snapshot");
             None
         }
         Err(e) => {
-            warn!(error = %e, "cannot find the previous snapshot");
+            warn!(error = %e, "cannot compare with the previous snapshot");
             None
         }
     }
