@@ -4,12 +4,13 @@ SHELL := bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test lint fmt-check clippy deps-check control-plane kubectl helm gitops-tools test-tools crds chart-crds bench-sync demo bench-controller helm-lint
+.PHONY: test lint fmt-check clippy deps-check control-plane chromium kubectl helm gitops-tools test-tools crds chart-crds bench-sync demo bench-controller bench-review helm-lint
 
 ## make test: formatting, lints, dependency rules, then every test (unit, fake-server,
 ## integration tests against the real local control plane, Helm chart and GitOps
-## health checks with the tools those need).
-test: lint control-plane test-tools
+## health checks with the tools those need, and the review report rendered in headless
+## Chromium).
+test: lint control-plane test-tools chromium
 	tests/control-plane/run.sh -- $(CARGO) test --workspace
 
 lint: fmt-check clippy deps-check
@@ -28,6 +29,11 @@ deps-check:
 ## Build the local kube-apiserver + etcd used by the integration tests.
 control-plane:
 	tests/control-plane/run.sh build
+
+## Headless Chromium (Debian's `chromium` package) for the report test; installed with
+## apt-get when missing.
+chromium:
+	tests/tools/chromium.sh
 
 ## A kubectl matching the control plane, in target/go-bin/kubectl (skipped when up to date).
 kubectl:
@@ -78,3 +84,9 @@ demo:
 bench-controller:
 	$(CARGO) build --release -p confluence-operator --bin confluence-operator -p fake-confluence --bin fake-confluence
 	tests/control-plane/run.sh -- $(CARGO) bench --bench controller
+
+## Access-review benchmark on the fake's large preset (release build): report size and
+## time, CSV, a full diff pass, Chromium's load time; prints figures.
+bench-review:
+	$(CARGO) build --release -p fake-confluence
+	$(CARGO) bench --bench review

@@ -1,4 +1,4 @@
-//! The command line: `run`, `sync` and `crd`.
+//! The command line: `run`, `sync`, `crd`, `diff` and `report`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +31,66 @@ pub enum Command {
     Sync(SyncArgs),
     /// Print every CustomResourceDefinition as YAML.
     Crd(CrdArgs),
+    /// Show what changed between two snapshots of one site: users added, removed,
+    /// enabled and disabled; group memberships and space permissions (direct and through
+    /// groups) added and removed.
+    Diff(DiffArgs),
+    /// Write an access review of one snapshot: a self-contained HTML page (summary,
+    /// changes since --previous, admins, disabled users who still hold access, every
+    /// user with groups and effective space permissions) or a CSV with one row per
+    /// effective grant.
+    Report(ReportArgs),
+}
+
+/// Flags of `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The snapshot to review.
+    #[arg(value_name = "SNAPSHOT.c1z")]
+    pub snapshot: PathBuf,
+    /// An earlier snapshot of the same site: changes since it are listed and highlighted
+    /// (HTML only).
+    #[arg(long, value_name = "OLD.c1z")]
+    pub previous: Option<PathBuf>,
+    /// Where to write the report (replaced when complete); `-` for standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// `html` (one self-contained page) or `csv` (user, resource, permission, via).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+    pub format: ReportFormat,
+}
+
+/// Output format of `report`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// One HTML page.
+    Html,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+/// Flags of `diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The earlier snapshot.
+    #[arg(value_name = "OLD.c1z")]
+    pub old: PathBuf,
+    /// The later snapshot.
+    #[arg(value_name = "NEW.c1z")]
+    pub new: PathBuf,
+    /// `text`: one line per change and a summary; `json`: one JSON object with
+    /// `changes` and `counts`.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+/// Output format of `diff`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Lines for people.
+    Text,
+    /// Machine-readable JSON.
+    Json,
 }
 
 /// Flags of `crd`.

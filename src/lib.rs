@@ -9,6 +9,8 @@ pub mod controller;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod review;
+pub mod review_command;
 pub mod run_command;
 pub mod shutdown;
 pub mod site;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use confluence_operator::cli::{Cli, Command};
-use confluence_operator::{api, run_command, sync_command, telemetry};
+use confluence_operator::{api, review_command, run_command, sync_command, telemetry};
 
 fn main() -> ExitCode {
     // kube and reqwest share one rustls provider; installing it first avoids rustls
@@ -27,6 +27,8 @@ fn main() -> ExitCode {
             telemetry::init(args.log_format);
             sync_command::run(args)
         }
+        Command::Diff(args) => review_command::diff(&args),
+        Command::Report(args) => review_command::report(&args),
     }
 }
 

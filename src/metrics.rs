@@ -90,6 +90,13 @@ struct ObjectLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChangeLabels {
+    namespace: String,
+    name: String,
+    change: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointCodeLabels {
     endpoint: String,
     code: String,
@@ -121,6 +128,7 @@ struct ConnectorSeries {
     sync_results: BTreeSet<String>,
     conditions: BTreeSet<String>,
     object_types: BTreeSet<String>,
+    access_changes: BTreeSet<String>,
     last_success: bool,
 }
 
@@ -139,6 +147,7 @@ pub struct Metrics {
     connector_condition: Family<ConditionLabels, Gauge>,
     connector_last_success: Family<ConnectorLabels, Gauge<f64, AtomicU64>>,
     connector_objects: Family<ObjectLabels, Gauge>,
+    access_changes: Family<ChangeLabels, Counter>,
     api_requests: Family<EndpointCodeLabels, Counter>,
     api_request_duration: HistogramFamily<EndpointLabels>,
     api_retries: Family<ReasonLabels, Counter>,
@@ -217,6 +226,14 @@ impl Metrics {
             "Objects in the last successful snapshot of each connector, by type",
             connector_objects.clone(),
         );
+        let access_changes = Family::<ChangeLabels, Counter>::default();
+        registry.register(
+            "access_changes",
+            "Access changes found between consecutive snapshots of each connector, by kind \
+             (usersAdded, usersRemoved, usersEnabled, usersDisabled, membershipsAdded, \
+             membershipsRemoved, permissionsAdded, permissionsRemoved)",
+            access_changes.clone(),
+        );
         let api_requests = Family::<EndpointCodeLabels, Counter>::default();
         registry.register(
             "api_requests",
@@ -272,6 +289,7 @@ impl Metrics {
             connector_condition,
             connector_last_success,
             connector_objects,
+            access_changes,
             api_requests,
             api_request_duration,
             api_retries,
@@ -437,6 +455,31 @@ impl Metrics {
             self.connector_objects
                 .remove(&object_labels(namespace, name, object_type));
         }
+        for change in &series.access_changes {
+            self.access_changes.remove(&ChangeLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                change: change.clone(),
+            });
+        }
+    }
+
+    /// Adds the access changes of one sync of connector `namespace/name`; `changes` pairs a
+    /// fixed kind name (e.g. `usersAdded`) with its count. Zero counts still create the
+    /// series, so a rate over them reads 0 rather than nothing.
+    pub fn access_changed(&self, namespace: &str, name: &str, changes: &[(&str, u64)]) {
+        let mut connectors = self.lock_connectors();
+        let series = connectors.entry(key(namespace, name)).or_default();
+        for (change, n) in changes {
+            self.access_changes
+                .get_or_create(&ChangeLabels {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    change: (*change).to_owned(),
+                })
+                .inc_by(*n);
+            series.access_changes.insert((*change).to_owned());
+        }
     }
 
     /// Sets how many grants are `Active`.
@@ -599,6 +642,8 @@ mod tests {
         metrics.set_conditions("ns", "a", &[condition("Ready", "True")]);
         metrics.set_last_success("ns", "a", 1_700_000_000.5);
         metrics.set_objects("ns", "a", &[("users", 3), ("spacePermissions", 7)]);
+        metrics.access_changed("ns", "a", &[("usersAdded", 2), ("permissionsRemoved", 0)]);
+        metrics.access_changed("ns", "a", &[("usersAdded", 1)]);
         metrics.api_request("/wiki/rest/api/group", Some(200), 0.1);
         metrics.api_request("/wiki/rest/api/group", None, 0.1);
         metrics.api_retry("429");
@@ -614,6 +659,8 @@ mod tests {
             "confluence_operator_connector_status_condition",
             "confluence_operator_connector_last_success_timestamp_seconds",
             "confluence_operator_connector_objects",
+            "confluence_operator_access_changes_total{namespace=\"ns\",name=\"a\",change=\"usersAdded\"} 3",
+            "confluence_operator_access_changes_total{namespace=\"ns\",name=\"a\",change=\"permissionsRemoved\"} 0",
             "confluence_operator_api_requests_total",
             "confluence_operator_api_request_duration_seconds_bucket",
             "confluence_operator_api_retries_total",
@@ -726,6 +773,7 @@ mod tests {
             metrics.set_conditions("ns", name, &[condition("Ready", "True")]);
             metrics.set_last_success("ns", name, 1.0);
             metrics.set_objects("ns", name, &[("users", 1), ("groups", 2)]);
+            metrics.access_changed("ns", name, &[("usersAdded", 1)]);
         }
 
         metrics.forget_connector("ns", "gone");
@@ -748,6 +796,12 @@ mod tests {
         assert!(
             text.contains(
                 r#"confluence_operator_connector_objects{namespace="ns",name="kept",type="groups"}"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"confluence_operator_access_changes_total{namespace="ns",name="kept",change="usersAdded"} 1"#
             ),
             "{text}"
         );

@@ -284,6 +284,54 @@ pub struct ConfluenceConnectorStatus {
     /// The snapshot file of the last successful sync.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotRef>,
+
+    /// What the last successful sync changed against the snapshot before it (counts
+    /// only). Absent after the first sync, or when the comparison could not be made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<AccessChange>,
+}
+
+/// Access changes between two consecutive snapshots.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessChange {
+    /// Users that appeared.
+    pub users_added: i64,
+    /// Users that are gone.
+    pub users_removed: i64,
+    /// Users that regained product access.
+    pub users_enabled: i64,
+    /// Users that lost product access.
+    pub users_disabled: i64,
+    /// Group memberships added.
+    pub memberships_added: i64,
+    /// Group memberships removed.
+    pub memberships_removed: i64,
+    /// Space permissions of users and groups added (direct and through groups).
+    pub permissions_added: i64,
+    /// Space permissions of users and groups removed (direct and through groups).
+    pub permissions_removed: i64,
+}
+
+impl AccessChange {
+    /// The counts with their field names, in field order.
+    pub fn counts(&self) -> [(&'static str, i64); 8] {
+        [
+            ("usersAdded", self.users_added),
+            ("usersRemoved", self.users_removed),
+            ("usersEnabled", self.users_enabled),
+            ("usersDisabled", self.users_disabled),
+            ("membershipsAdded", self.memberships_added),
+            ("membershipsRemoved", self.memberships_removed),
+            ("permissionsAdded", self.permissions_added),
+            ("permissionsRemoved", self.permissions_removed),
+        ]
+    }
+
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.counts().iter().all(|(_, n)| *n == 0)
+    }
 }
 
 /// Object counts of a sync.

@@ -8,8 +8,8 @@ pub mod grant;
 pub mod reasons;
 
 pub use connector::{
-    ConfluenceConnector, ConfluenceConnectorSpec, ConfluenceConnectorStatus, CredentialsSpec,
-    Phase, SecretRef, SnapshotRef, SyncSpec, SyncSummary,
+    AccessChange, ConfluenceConnector, ConfluenceConnectorSpec, ConfluenceConnectorStatus,
+    CredentialsSpec, Phase, SecretRef, SnapshotRef, SyncSpec, SyncSummary,
 };
 pub use crd::{all_crds, crd_files, crds_yaml};
 pub use grant::{

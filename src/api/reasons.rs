@@ -22,6 +22,8 @@ pub const PROGRESSING_WITH_RETRY: &str = "ProgressingWithRetry";
 pub const AUTHENTICATED: &str = "Authenticated";
 /// Synced=True, and the Event of a completed sync.
 pub const SYNC_SUCCEEDED: &str = "SyncSucceeded";
+/// The Event of a completed sync that changed access against the previous snapshot.
+pub const ACCESS_CHANGED: &str = "AccessChanged";
 /// Syncing is suspended by `spec.suspend`.
 pub const SUSPENDED: &str = "Suspended";
 

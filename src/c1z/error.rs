@@ -53,6 +53,12 @@ pub enum C1zError {
     /// published.
     #[error("the snapshot was cancelled")]
     Cancelled,
+    /// The file holds no finished full sync (an empty or unfinished store).
+    #[error("the snapshot holds no finished sync")]
+    NoFinishedSync,
+    /// A stored resource has no id.
+    #[error("a stored resource has no id")]
+    MissingId,
     /// The decompressed database exceeds the reader's size cap.
     #[error("decompressed snapshot exceeds {limit} bytes")]
     TooLarge {

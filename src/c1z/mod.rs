@@ -25,6 +25,7 @@ pub mod proto;
 mod reader;
 pub mod records;
 mod schema;
+mod stream;
 mod time;
 mod writer;
 
@@ -42,6 +43,9 @@ pub use reader::{
 pub use records::{
     ALL_NOUNS, ALL_VERBS, GroupRecord, SpacePermissionRecord, SpaceRecord, SpaceRoleRecord,
     UserRecord,
+};
+pub use stream::{
+    MembershipEntry, NamedEntry, Query, QueryRows, SnapshotDb, SpaceGrantEntry, UserEntry,
 };
 pub use time::format_go_timestamp;
 pub use writer::{SnapshotInfo, SnapshotOptions, SnapshotWriter};

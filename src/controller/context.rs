@@ -16,10 +16,10 @@ use crate::api::ConfluenceConnector;
 use crate::confluence::{ConfluenceClient, RequestObserver};
 use crate::metrics::Metrics;
 use crate::site::{SiteOrigin, SitePolicy};
-use crate::sync::{ConnectError, SyncProgress, SyncReport, client_tuned};
+use crate::sync::{ConnectError, SyncProgress, client_tuned};
 
 use super::credentials::Credentials;
-use super::sync_task::TaskError;
+use super::sync_task::{Synced, TaskError};
 
 /// Operator-wide settings from the command line.
 #[derive(Clone, Debug)]
@@ -81,8 +81,8 @@ pub enum TaskState {
 pub struct Finished {
     /// When it ended.
     pub at: Timestamp,
-    /// The report and the snapshot's path relative to the data directory, or why not.
-    pub result: Result<(SyncReport, PathBuf), TaskError>,
+    /// What the sync produced, or why not.
+    pub result: Result<Synced, TaskError>,
 }
 
 /// One sync task of one connector.

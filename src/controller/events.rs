@@ -6,7 +6,7 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType};
 use tracing::warn;
 
-use crate::api::{ConfluenceConnector, ConfluenceConnectorStatus, reasons};
+use crate::api::{AccessChange, ConfluenceConnector, ConfluenceConnectorStatus, reasons};
 
 use super::context::Context;
 
@@ -61,10 +61,28 @@ pub fn ready_transition(
 
 fn action_of(reason: &str) -> &'static str {
     match reason {
-        reasons::SYNCING | reasons::SYNC_SUCCEEDED | reasons::CONNECTED => "Sync",
+        reasons::SYNCING
+        | reasons::SYNC_SUCCEEDED
+        | reasons::CONNECTED
+        | reasons::ACCESS_CHANGED => "Sync",
         reasons::SUSPENDED => "Suspend",
         _ => "Reconcile",
     }
+}
+
+/// The note of an `AccessChanged` Event: the non-zero counts, never who or what (Events
+/// are widely readable; names stay in the snapshots).
+pub fn access_change_note(change: &AccessChange) -> String {
+    let parts: Vec<String> = change
+        .counts()
+        .iter()
+        .filter(|(_, n)| *n != 0)
+        .map(|(kind, n)| format!("{kind}={n}"))
+        .collect();
+    format!(
+        "Access changed since the previous snapshot: {}",
+        parts.join(", ")
+    )
 }
 
 fn truncate(note: &str) -> String {
@@ -113,5 +131,19 @@ mod tests {
         );
         assert_eq!(ready_transition(Some(&failed), &failed), None);
         assert_eq!(truncate(&"é".repeat(600)).len(), 1000 + "…".len());
+    }
+
+    #[test]
+    fn access_change_note_lists_non_zero_counts_only() {
+        let change = AccessChange {
+            users_added: 2,
+            memberships_removed: 1,
+            permissions_added: 3,
+            ..AccessChange::default()
+        };
+        assert_eq!(
+            access_change_note(&change),
+            "Access changed since the previous snapshot: usersAdded=2, membershipsRemoved=1, permissionsAdded=3"
+        );
     }
 }

@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use crate::api::{SnapshotRef, SyncSummary, reasons};
+use crate::api::{AccessChange, SnapshotRef, SyncSummary, reasons};
 use crate::confluence::ErrorClass;
+use crate::review::ChangeCounts;
 use crate::sync::{ConnectError, SyncCounts, SyncError, SyncReport};
 
 use super::sync_task::TaskError;
@@ -94,6 +95,21 @@ pub fn summary_of(counts: &SyncCounts) -> SyncSummary {
         memberships: n(counts.memberships),
         spaces: n(counts.spaces),
         space_permissions: n(counts.space_permissions),
+    }
+}
+
+/// `status.lastChange` for the counts of a snapshot comparison.
+pub fn access_change_of(counts: &ChangeCounts) -> AccessChange {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    AccessChange {
+        users_added: n(counts.users_added),
+        users_removed: n(counts.users_removed),
+        users_enabled: n(counts.users_enabled),
+        users_disabled: n(counts.users_disabled),
+        memberships_added: n(counts.memberships_added),
+        memberships_removed: n(counts.memberships_removed),
+        permissions_added: n(counts.permissions_added),
+        permissions_removed: n(counts.permissions_removed),
     }
 }
 

@@ -4,6 +4,7 @@
 //! Secret; restart a sync whose inputs changed or show a running one's progress; else
 //! start a sync if one is due, or requeue for when it will be.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,13 +31,13 @@ use super::credentials::{Credentials, credentials_from_secret};
 use super::error::back_off;
 use super::events::{self, ready_transition};
 use super::outcome::{
-    failure_message, needs_user_change, object_counts, snapshot_ref, summary_of,
+    access_change_of, failure_message, needs_user_change, object_counts, snapshot_ref, summary_of,
     task_failure_reason,
 };
 use super::schedule::{Due, DueInput, add, backoff_delay, sync_due, truncate, with_jitter};
 use super::status::{Observation, SyncRun, next_status};
 use super::status_patch::{apply_status, show_progress, whole_seconds};
-use super::sync_task::{self, SyncJob, TaskError};
+use super::sync_task::{self, SyncJob, Synced, TaskError};
 use super::{Error, snapshots};
 
 /// The kind label of reconcile metrics.
@@ -329,6 +330,15 @@ async fn start_sync(
         origin: checked.origin,
         credentials: checked.credentials,
         sync: checked.sync,
+        // The snapshot this sync will be compared with: the last successful one, by the
+        // status rather than by file name (two syncs within a second have KSUIDs whose
+        // order is random). Only the file name is taken, so a hand-edited status cannot
+        // point the comparison outside the connector's directory.
+        previous: cur
+            .status
+            .as_ref()
+            .and_then(|s| s.snapshot.as_ref())
+            .and_then(|s| std::path::Path::new(&s.file).file_name().map(PathBuf::from)),
     };
     let running = sync_task::start(ctx, job, inputs, sync_request(&cur.obj), started);
     let mut next = cur.next(&Observation::SyncStarted { started }, started);
@@ -436,14 +446,20 @@ async fn report_finished_sync(ctx: &Context, cur: &mut Current<'_>) -> Result<()
     // Drawn up front: the thread-local generator cannot be held across an await.
     let jitter: f64 = rand::rng().random();
     match finished.result {
-        Ok((report, relative)) => {
+        Ok(Synced {
+            report,
+            relative,
+            change,
+        }) => {
             ctx.reset_failures(&cur.key);
             run.next_sync_time = add(finished.at, with_jitter(interval, jitter));
             let summary = summary_of(&report.counts);
+            let change = change.as_ref().map(access_change_of);
             let observation = Observation::SyncSucceeded {
                 run,
                 summary: summary.clone(),
                 snapshot: snapshot_ref(&report, &relative),
+                change: change.clone(),
             };
             let next = cur.next(&observation, finished.at);
             info!(
@@ -477,6 +493,25 @@ async fn report_finished_sync(ctx: &Context, cur: &mut Current<'_>) -> Result<()
                 &note,
             )
             .await;
+            if let Some(change) = change {
+                let counts = change
+                    .counts()
+                    .map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)));
+                ctx.metrics
+                    .access_changed(&cur.namespace, &cur.name, &counts);
+                if !change.is_empty() {
+                    let note = events::access_change_note(&change);
+                    info!(%note, "access changed");
+                    events::publish(
+                        ctx,
+                        &cur.obj,
+                        EventType::Normal,
+                        reasons::ACCESS_CHANGED,
+                        &note,
+                    )
+                    .await;
+                }
+            }
         }
         // Cancelled by a change this reconcile handles next, or by shutdown.
         Err(TaskError::Sync(SyncError::Cancelled)) => {

@@ -81,8 +81,8 @@ pub fn prepare(dir: &Path) -> Result<u64, SnapshotDirError> {
     Ok(c1z::remove_leftovers(dir)?)
 }
 
-/// Keeps the newest `keep` snapshots, removes older ones; returns how many went.
-pub fn prune(dir: &Path, keep: usize) -> Result<usize, SnapshotDirError> {
+/// The snapshot files in `dir`.
+fn list(dir: &Path) -> Result<Vec<PathBuf>, SnapshotDirError> {
     let mut snapshots = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_error("list", dir))? {
         let entry = entry.map_err(io_error("list", dir))?;
@@ -92,6 +92,12 @@ pub fn prune(dir: &Path, keep: usize) -> Result<usize, SnapshotDirError> {
             snapshots.push(path);
         }
     }
+    Ok(snapshots)
+}
+
+/// Keeps the newest `keep` snapshots, removes older ones; returns how many went.
+pub fn prune(dir: &Path, keep: usize) -> Result<usize, SnapshotDirError> {
+    let mut snapshots = list(dir)?;
     snapshots.sort();
     let excess = snapshots.len().saturating_sub(keep.max(1));
     for old in &snapshots[..excess] {

@@ -8,7 +8,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{ConfluenceConnectorStatus, Phase, SnapshotRef, SyncSummary, duration, reasons};
+use crate::api::{
+    AccessChange, ConfluenceConnectorStatus, Phase, SnapshotRef, SyncSummary, duration, reasons,
+};
 
 const TRUE: &str = "True";
 const FALSE: &str = "False";
@@ -53,6 +55,8 @@ pub enum Observation {
         summary: SyncSummary,
         /// The snapshot written.
         snapshot: SnapshotRef,
+        /// What changed against the previous snapshot, when known.
+        change: Option<AccessChange>,
     },
     /// A sync failed after its retries.
     SyncFailed {
@@ -124,6 +128,7 @@ pub fn next_status(
             run,
             summary,
             snapshot,
+            change,
         } => {
             record_run(&mut status, run);
             status.phase = Some(Phase::Connected);
@@ -144,6 +149,8 @@ pub fn next_status(
             conditions.remove(reasons::STALLED);
             status.summary = Some(summary.clone());
             status.snapshot = Some(snapshot.clone());
+            // Replaced, never kept: a stale count would describe another sync.
+            status.last_change = change.clone();
             status.observed_generation = Some(generation);
         }
         Observation::SyncFailed {

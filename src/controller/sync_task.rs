@@ -16,6 +16,7 @@ use crate::api::connector::EffectiveSync;
 use crate::c1z::{self, SnapshotOptions};
 use crate::confluence::RequestObserver;
 use crate::metrics::Metrics;
+use crate::review::{self, ChangeCounts};
 use crate::site::SiteOrigin;
 use crate::sync::{ConnectError, ProgressSender, SyncError, SyncOptions, run_sync};
 
@@ -44,6 +45,18 @@ pub enum TaskError {
     SyncId(#[source] c1z::C1zError),
 }
 
+/// What a successful sync hands back to the reconciler.
+#[derive(Debug)]
+pub struct Synced {
+    /// The engine's report.
+    pub report: crate::sync::SyncReport,
+    /// The snapshot's path relative to the data directory.
+    pub relative: PathBuf,
+    /// Access changes against the previous snapshot; `None` for the first snapshot or
+    /// when the comparison failed.
+    pub change: Option<ChangeCounts>,
+}
+
 /// What a sync needs, all checked by the reconciler.
 pub struct SyncJob {
     /// The connector.
@@ -58,6 +71,9 @@ pub struct SyncJob {
     pub credentials: Credentials,
     /// `spec.sync` with defaults.
     pub sync: EffectiveSync,
+    /// File name of the last successful snapshot (in the connector's directory), to
+    /// compare the new one with.
+    pub previous: Option<PathBuf>,
 }
 
 /// Feeds the Confluence client's per-request observations into the metrics.
@@ -131,7 +147,7 @@ async fn sync(
     job: SyncJob,
     progress: ProgressSender,
     cancel: &CancellationToken,
-) -> Result<(crate::sync::SyncReport, PathBuf), TaskError> {
+) -> Result<Synced, TaskError> {
     let settings = &ctx.settings;
     let dir = snapshots::connector_dir(&settings.data_dir, &job.namespace, &job.name);
     let removed = snapshots::off_thread("prepare", dir.clone(), snapshots::prepare).await?;
@@ -165,6 +181,10 @@ async fn sync(
     info!(site = %job.origin, "sync started");
     let report = run_sync(&client, &options, &output, cancel).await?;
 
+    // Before pruning: with a retention of 1 the previous snapshot goes next.
+    let previous = job.previous.map(|name| dir.join(name));
+    let change = compare_with_previous(dir.clone(), previous, output).await;
+
     let retention = settings.snapshot_retention;
     match snapshots::off_thread("prune", dir, move |d| snapshots::prune(d, retention)).await {
         Ok(0) => {}
@@ -173,5 +193,34 @@ async fn sync(
         // failed sync.
         Err(e) => warn!(error = %e, "cannot remove old snapshots"),
     }
-    Ok((report, relative))
+    Ok(Synced {
+        report,
+        relative,
+        change,
+    })
+}
+
+/// Counts what changed between the previous snapshot (if any) and `new`. The sync has
+/// already succeeded: a comparison that fails is logged and skipped, never fatal.
+async fn compare_with_previous(
+    dir: PathBuf,
+    previous: Option<PathBuf>,
+    new: PathBuf,
+) -> Option<ChangeCounts> {
+    let previous = previous.filter(|p| *p != new)?;
+    let result = snapshots::off_thread("compare", dir, move |_| {
+        Ok(review::count_file_changes(&previous, &new))
+    })
+    .await;
+    match result {
+        Ok(Ok(counts)) => Some(counts),
+        Ok(Err(e)) => {
+            warn!(error = %e, "cannot compare with the previous snapshot");
+            None
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot compare with the previous snapshot");
+            None
+        }
+    }
 }

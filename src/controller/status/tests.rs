@@ -35,6 +35,7 @@ fn succeeded(start: i64, end: i64) -> Observation {
             size_bytes: 1234,
             sha256: "ab".repeat(32),
         },
+        change: None,
     }
 }
 
@@ -353,4 +354,35 @@ fn one_condition_per_type() {
     let before = types.len();
     types.dedup();
     assert_eq!(before, types.len());
+}
+
+#[test]
+fn last_change_follows_each_successful_sync() {
+    let first = next_status(None, 1, &succeeded(0, 10), t(10));
+    assert_eq!(
+        first.last_change, None,
+        "the first sync has nothing to compare"
+    );
+    let change = AccessChange {
+        users_added: 1,
+        permissions_removed: 4,
+        ..AccessChange::default()
+    };
+    let mut second = succeeded(20, 30);
+    if let Observation::SyncSucceeded { change: c, .. } = &mut second {
+        *c = Some(change.clone());
+    }
+    let status = next_status(Some(&first), 1, &second, t(30));
+    assert_eq!(status.last_change, Some(change.clone()));
+    // A failed sync leaves the last successful one's change in place.
+    let status = next_status(
+        Some(&status),
+        1,
+        &failed(reasons::SITE_UNREACHABLE, 40),
+        t(40),
+    );
+    assert_eq!(status.last_change, Some(change));
+    // A later success whose comparison was not made does not keep a stale count.
+    let status = next_status(Some(&status), 1, &succeeded(50, 60), t(60));
+    assert_eq!(status.last_change, None);
 }

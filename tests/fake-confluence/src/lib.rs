@@ -208,6 +208,57 @@ impl RunningFake {
         )
     }
 
+    /// Grants group `group_id` the permission `key`/`target_type` (e.g. `read`/`space`)
+    /// on space `space_id`, as an administrator would in Confluence's UI (the REST API
+    /// has no such write, so tests use this). Returns false, changing nothing, for an
+    /// unknown space, group or operation; granting a held permission again adds nothing.
+    pub fn grant_space_permission(
+        &self,
+        space_id: u64,
+        group_id: &str,
+        key: &str,
+        target_type: &str,
+    ) -> bool {
+        let mut t = write(&self.state.tenant);
+        let Some(group) = t.group_position(group_id) else {
+            return false;
+        };
+        let Some(operation) = model::OPERATIONS
+            .iter()
+            .position(|&(k, target)| k == key && target == target_type)
+        else {
+            return false;
+        };
+        // Permission ids are unique across the tenant; a new one comes after them all.
+        let next_id = t
+            .spaces
+            .iter()
+            .flat_map(|s| s.permissions.iter().map(|p| p.id))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let Ok(pos) = t.spaces.binary_search_by_key(&space_id, |s| s.id) else {
+            return false;
+        };
+        let (group, operation) = (group as u32, operation as u8);
+        let space = &mut t.spaces[pos];
+        let held = space.permissions.iter().any(|p| {
+            p.kind == model::PrincipalKind::Group
+                && p.principal == group
+                && p.operation == operation
+        });
+        if !held {
+            // Appended with the largest id: the list stays in id order.
+            space.permissions.push(model::Permission {
+                id: next_id,
+                kind: model::PrincipalKind::Group,
+                principal: group,
+                operation,
+            });
+        }
+        true
+    }
+
     /// Replaces the fault rules (their call counters restart).
     pub fn set_faults(&self, rules: Vec<FaultRule>) {
         lock(&self.state.faults).set_rules(rules);
