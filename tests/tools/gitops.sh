@@ -8,38 +8,16 @@
 #   tests/tools/gitops.sh --force  rebuild (the go command still reuses its cache)
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
-module="$root/tests/gitops"
-bindir="$root/target/go-bin"
-
-export GOTOOLCHAIN=local
-export GOFLAGS=-buildvcs=false
+log_prefix=gitops
+# shellcheck source=tests/tools/go-tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-tools.sh"
 export CGO_ENABLED=0
-
-log() { echo "gitops: $*" >&2; }
-die() {
-  log "$*"
-  exit 1
-}
-
-force=0
-case ${1:-} in
-"") ;;
---force) force=1 ;;
-*)
-  sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-  ;;
-esac
+module="$root/tests/gitops"
+parse_force "${BASH_SOURCE[0]}" 2,8p "$@"
 
 # Up to date when newer than every input: the module files, the program and this script.
 up_to_date() {
-  local bin=$1 src=$2 f
-  [[ -x $bin ]] || return 1
-  for f in "$module/go.mod" "$module/go.sum" "${BASH_SOURCE[0]}" "$src"/*.go; do
-    [[ $bin -nt $f ]] || return 1
-  done
+  newer_than_all "$1" "$module/go.mod" "$module/go.sum" "${BASH_SOURCE[0]}" "$2"/*.go
 }
 
 mkdir -p "$bindir"

@@ -11,9 +11,11 @@
 # that built them before only relinks.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
-bindir="$root/target/go-bin"
+log_prefix=helm
+# shellcheck source=tests/tools/go-tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-tools.sh"
+export CGO_ENABLED=0
+parse_force "${BASH_SOURCE[0]}" 2,5p "$@"
 
 # name  module-path  version
 tools=(
@@ -21,30 +23,9 @@ tools=(
   "helm4 helm.sh/helm/v4 v4.3.1"
 )
 
-# Same settings as tests/control-plane/run.sh: never fetch a toolchain, no VCS stamping.
-export GOTOOLCHAIN=local
-export GOFLAGS=-buildvcs=false
-export CGO_ENABLED=0
-
-log() { echo "helm: $*" >&2; }
-die() {
-  log "$*"
-  exit 1
-}
-
-force=0
-case ${1:-} in
-"") ;;
---force) force=1 ;;
-*)
-  sed -n '2,5p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-  ;;
-esac
-
 # Up to date when newer than this script, which holds the versions and flags.
 up_to_date() {
-  [[ -x $1 && $1 -nt ${BASH_SOURCE[0]} ]]
+  newer_than_all "$1" "${BASH_SOURCE[0]}"
 }
 
 mkdir -p "$bindir"

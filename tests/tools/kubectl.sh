@@ -11,41 +11,17 @@
 # and machines without internet access cannot download one anyway.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
+log_prefix=kubectl
+# shellcheck source=tests/tools/go-tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-tools.sh"
 module="$root/tests/control-plane"
-bin="$root/target/go-bin/kubectl"
-
-# Same settings as tests/control-plane/run.sh: never fetch a toolchain, and no VCS
-# stamping (a fresh clone's dirty state would change the binary).
-export GOTOOLCHAIN=local
-export GOFLAGS=-buildvcs=false
-
-log() { echo "kubectl: $*" >&2; }
-die() {
-  log "$*"
-  exit 1
-}
-
-force=0
-case ${1:-} in
-"") ;;
---force) force=1 ;;
-*)
-  sed -n '2,5p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-  ;;
-esac
+bin="$bindir/kubectl"
+parse_force "${BASH_SOURCE[0]}" 2,5p "$@"
 
 # Up to date when newer than everything that decides its contents: the module files
-# (the Kubernetes version) and this script (the flags). Checking mtimes costs nothing,
-# whereas even a no-op `go build` of kubectl takes several seconds.
+# (the Kubernetes version) and this script (the flags).
 up_to_date() {
-  local f
-  [[ -x $bin ]] || return 1
-  for f in "$module/go.mod" "$module/go.sum" "${BASH_SOURCE[0]}"; do
-    [[ $bin -nt $f ]] || return 1
-  done
+  newer_than_all "$bin" "$module/go.mod" "$module/go.sum" "${BASH_SOURCE[0]}"
 }
 
 if ((!force)) && up_to_date; then
