@@ -95,12 +95,23 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>, SnapshotDirError> {
     Ok(snapshots)
 }
 
-/// Keeps the newest `keep` snapshots, removes older ones; returns how many went.
-pub fn prune(dir: &Path, keep: usize) -> Result<usize, SnapshotDirError> {
-    let mut snapshots = list(dir)?;
-    snapshots.sort();
-    let excess = snapshots.len().saturating_sub(keep.max(1));
-    for old in &snapshots[..excess] {
+/// Keeps `newest` (the snapshot just written) and the most recent others up to `keep`
+/// in all, removes the rest; returns how many went. Sync ids (KSUIDs) order by the
+/// second only, so two syncs within one second would sort at random by name: age is
+/// judged by modification time first.
+pub fn prune(dir: &Path, keep: usize, newest: &Path) -> Result<usize, SnapshotDirError> {
+    let mut others: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    for path in list(dir)? {
+        if path != newest {
+            let modified = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .map_err(io_error("inspect", &path))?;
+            others.push((modified, path));
+        }
+    }
+    others.sort();
+    let excess = others.len().saturating_sub(keep.max(1) - 1);
+    for (_, old) in &others[..excess] {
         fs::remove_file(old).map_err(io_error("remove", old))?;
     }
     Ok(excess)
@@ -135,13 +146,26 @@ mod tests {
         fs::write(dir.join("2E.c1z.tmp"), "x").unwrap();
         fs::create_dir(dir.join(".c1z-work-1")).unwrap();
         assert_eq!(prepare(&dir).unwrap(), 2);
-        assert_eq!(prune(&dir, 2).unwrap(), 2);
+        // Same-second sync ids sort at random: "2A" is the newest here by time.
+        let touch = |id: &str, secs: u64| {
+            let file = fs::File::options()
+                .write(true)
+                .open(dir.join(format!("{id}.c1z")))
+                .unwrap();
+            file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .unwrap();
+        };
+        touch("2B", 100);
+        touch("2C", 200);
+        touch("2D", 300);
+        touch("2A", 400);
+        assert_eq!(prune(&dir, 2, &dir.join("2A.c1z")).unwrap(), 2);
         let mut names: Vec<_> = fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, ["2C.c1z", "2D.c1z", "notes.txt"]);
+        assert_eq!(names, ["2A.c1z", "2D.c1z", "notes.txt"]);
         remove(&dir).unwrap();
         assert!(!dir.exists());
         remove(&dir).unwrap();

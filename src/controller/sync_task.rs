@@ -183,10 +183,14 @@ async fn sync(
 
     // Before pruning: with a retention of 1 the previous snapshot goes next.
     let previous = job.previous.map(|name| dir.join(name));
-    let change = compare_with_previous(dir.clone(), previous, output).await;
+    let change = compare_with_previous(dir.clone(), previous, output.clone()).await;
 
     let retention = settings.snapshot_retention;
-    match snapshots::off_thread("prune", dir, move |d| snapshots::prune(d, retention)).await {
+    let pruned = snapshots::off_thread("prune", dir, move |d| {
+        snapshots::prune(d, retention, &output)
+    })
+    .await;
+    match pruned {
         Ok(0) => {}
         Ok(n) => info!(removed = n, "removed old snapshots"),
         // The new snapshot is safe; an old one lingering is worth a warning, not a
