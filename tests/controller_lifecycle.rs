@@ -320,7 +320,8 @@ async fn trigger_annotation_starts_a_sync_and_is_echoed() {
 
     let recorder = fx.record_states("acme");
     let mut previous_id = first_id;
-    for round in 1..=2 {
+    let mut last = first;
+    for round in 1..=3 {
         // Let the clock move on by a second so lastSyncTime can show the new sync.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         fx.fake.reset_stats();
@@ -358,7 +359,23 @@ async fn trigger_annotation_starts_a_sync_and_is_echoed() {
             "round {round}: the fake saw no sync"
         );
         previous_id = id;
+        last = c;
     }
+    // Four syncs, a retention of three: the snapshot in the status is among the three
+    // kept.
+    let kept: Vec<String> = std::fs::read_dir(fx.connector_dir("acme"))
+        .expect("snapshot directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".c1z"))
+        .collect();
+    assert_eq!(kept.len(), 3, "kept {kept:?}");
+    let current = last
+        .status
+        .as_ref()
+        .and_then(|s| s.snapshot.as_ref())
+        .map(|s| s.file.rsplit('/').next().unwrap_or_default().to_string())
+        .expect("status.snapshot");
+    assert!(kept.contains(&current), "{current} pruned; kept {kept:?}");
     // A requested sync of an unchanged generation is routine: Ready stays True.
     let states = recorder.states();
     assert!(
