@@ -37,6 +37,15 @@ pub enum C1zError {
     /// A membership was put for a group that was not put before.
     #[error("membership for unknown group {0:?}: put the group first")]
     UnknownGroup(String),
+    /// A membership was put for a group already declared complete.
+    #[error("membership for group {0:?} after its member list was declared complete")]
+    GroupComplete(String),
+    /// More distinct member accounts than a snapshot can number (over four billion).
+    #[error("too many distinct member accounts")]
+    TooManyAccounts,
+    /// A space permission was put for a space already declared complete.
+    #[error("permission for space {0:?} after its permissions were declared complete")]
+    SpaceComplete(String),
     /// A space permission was put for a space that was not put before.
     #[error("permission for unknown space {0:?}: put the space first")]
     UnknownSpace(String),

@@ -20,6 +20,7 @@ mod directory;
 mod error;
 mod expand;
 mod ksuid;
+mod members;
 mod model;
 pub mod proto;
 mod reader;

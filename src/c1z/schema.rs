@@ -4,14 +4,14 @@
 //! (including the `v1_resources` index names that do not match their columns),
 //! so readers' `CREATE … IF NOT EXISTS` statements find everything in place.
 //!
-//! The grant indexes are built in bulk rather than row by row (keeping seven
-//! B-trees of millions of rows up to date dominated the run time): [`SCHEMA`]
-//! creates every table and the unique keys the upserts need;
-//! [`BEFORE_EXPANSION`] builds, from the direct grants, the grant indexes whose
-//! keys expansion extends locally (its rows come grouped by entitlement); the
-//! principal index, whose keys expansion would scatter, is built last by
-//! [`AFTER_EXPANSION`]. Readers find indexes by name, so the order in
-//! `sqlite_master` differs from the SDK's without effect.
+//! Grant rows arrive one space entitlement at a time, sorted by grant id (see
+//! `expand.rs`), so the keys of most grant indexes grow in a few places at once and
+//! stay cheap to maintain while loading: [`SCHEMA`] creates every table and the
+//! unique keys, [`LIVE_GRANT_INDEXES`] the grant indexes kept up to date from the
+//! start. Only the principal index would take its keys all over the tree (every
+//! entitlement touches thousands of users); [`AFTER_LOAD`] builds it in one sorted
+//! pass at the end. Readers find indexes by name, so the order in `sqlite_master`
+//! differs from the SDK's without effect.
 
 /// Tables in the SDK's creation order, their unique keys and the
 /// indexes of the small tables.
@@ -104,10 +104,9 @@ create table if not exists v1_connector_sessions (
 create unique index if not exists idx_session_store_sync_key_v1 on v1_connector_sessions (sync_id, key);
 ";
 
-/// Grant indexes built before expansion: expanded rows come grouped by
-/// entitlement (hence by resource) and add no `expansion`, so maintaining these
-/// while expanding touches few pages.
-pub(crate) const BEFORE_EXPANSION: &str = "
+/// Grant indexes maintained while loading: rows come grouped by entitlement (hence by
+/// resource) and sorted within it, so each insert touches pages already in the cache.
+pub(crate) const LIVE_GRANT_INDEXES: &str = "
 create index if not exists idx_grants_resource_type_id_resource_id_v1 on v1_grants (resource_type_id, resource_id);
 create index if not exists idx_grants_entitlement_id_principal_id_v1 on v1_grants (entitlement_id, principal_resource_type_id, principal_resource_id);
 create index if not exists idx_grants_entitlement_sync_grant_v1 on v1_grants (entitlement_id, sync_id, id);
@@ -117,6 +116,6 @@ create index if not exists idx_grants_sync_needs_expansion_v1 on v1_grants (sync
 
 /// The principal index, built once all grants are in: expansion inserts its keys
 /// all over the tree, a sorted build is far cheaper.
-pub(crate) const AFTER_EXPANSION: &str = "
+pub(crate) const AFTER_LOAD: &str = "
 create index if not exists idx_grants_principal_id_v1 on v1_grants (principal_resource_type_id, principal_resource_id);
 ";

@@ -10,15 +10,16 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 use super::container;
-use super::expand;
+use super::expand::{self, ExpansionClock, GrantRow, PendingEntitlement};
 use super::ksuid::new_ksuid;
-use super::model::{self, GROUP, SPACE, USER};
-use super::proto::{self, GrantExpandable, Resource};
+use super::members::Members;
+use super::model::{self, GROUP, USER};
+use super::proto::{self, Resource};
 use super::records::{
     ALL_NOUNS, ALL_VERBS, GroupRecord, SpacePermissionRecord, SpaceRecord, SpaceRoleRecord,
     UserRecord,
 };
-use super::schema::{AFTER_EXPANSION, BEFORE_EXPANSION, SCHEMA};
+use super::schema::{AFTER_LOAD, LIVE_GRANT_INDEXES, SCHEMA};
 use super::time::format_go_timestamp;
 use super::{C1zError, Result};
 
@@ -28,8 +29,6 @@ const BATCH: usize = 20_000;
 
 /// Name of the work database inside the work directory.
 const WORK_DB: &str = "snapshot.db";
-/// Scratch database for expansion bookkeeping; never part of the snapshot.
-const SCRATCH_DB: &str = "scratch.db";
 /// SQLite virtual-machine steps between two looks at the cancellation token: often
 /// enough that index builds and grant expansion stop within milliseconds.
 const CANCEL_CHECK_STEPS: std::ffi::c_int = 10_000;
@@ -100,26 +99,73 @@ pub struct SnapshotInfo {
     pub skipped_users: u64,
 }
 
-/// Row counts of a finished snapshot.
+/// Row counts of a finished snapshot read back from the database (grants are counted
+/// as they are written).
 struct Counts {
     resources: BTreeMap<String, u64>,
     entitlements: u64,
-    grants: u64,
-    group_grants: u64,
-    space_grants: u64,
     disabled_users: u64,
+}
+
+/// Grants written so far, by kind.
+#[derive(Debug, Default)]
+struct GrantCounts {
+    memberships: u64,
+    space_direct: u64,
+    expanded: u64,
+}
+
+/// A space whose permissions are being collected.
+struct SpaceState {
+    resource: Resource,
+    /// All its permissions are in ([`SnapshotWriter::space_complete`]).
+    complete: bool,
+    /// Entitlements (by slug) whose grants are not written yet.
+    pending: BTreeMap<String, PendingEntitlement>,
+}
+
+/// What keeps an entitlement's grants from being written.
+enum Blocker {
+    /// A granting group's member walk is still open.
+    Group(String),
+    /// A granting group is not listed (yet): it may still be.
+    Listing,
+}
+
+/// Rows written since the last commit; commits when the batch is full.
+struct Batch {
+    rows: usize,
+}
+
+impl Batch {
+    fn wrote(&mut self, conn: &Connection) -> Result<()> {
+        self.rows += 1;
+        if self.rows >= BATCH {
+            conn.execute_batch("COMMIT; BEGIN")?;
+            self.rows = 0;
+        }
+        Ok(())
+    }
 }
 
 /// Streams one sync into a c1z v1 file with bounded memory.
 ///
 /// Rows go straight into a SQLite file in a hidden work directory next to the
-/// output; only groups and spaces are kept in memory, because every grant
-/// embeds its full resource. Call [`SnapshotWriter::finish`] to publish the file.
-/// Dropping the writer instead (error, cancellation) removes the work directory
-/// and never touches the output path.
+/// output. Kept in memory: groups and spaces (every grant embeds its full resource),
+/// member lists as account numbers, and the permissions of each space entitlement
+/// until its grants can be written expanded. Call [`SnapshotWriter::finish`] to
+/// publish the file. Dropping the writer instead (error, cancellation) removes the
+/// work directory and never touches the output path.
 ///
 /// Order matters in one way: a group must be put before its memberships and a
 /// space before its permissions.
+///
+/// Group grants expand to the groups' members. A caller that says when a group's
+/// member walk is over ([`group_complete`](Self::group_complete)), when a space's
+/// permissions are all in ([`space_complete`](Self::space_complete)) and when the
+/// group list is complete ([`groups_listed`](Self::groups_listed)) lets the writer
+/// expand during the fetch; without those calls everything is expanded in
+/// [`finish`](Self::finish). The snapshot is the same either way.
 pub struct SnapshotWriter {
     // Field order matters: the connection must close before the directory goes.
     conn: Connection,
@@ -130,8 +176,18 @@ pub struct SnapshotWriter {
     verbs: Vec<&'static str>,
     nouns: Vec<&'static str>,
     groups: HashMap<String, Resource>,
-    spaces: HashMap<String, Resource>,
-    pending: usize,
+    members: Members,
+    spaces: HashMap<String, SpaceState>,
+    /// Space ids in the order put, for a deterministic finish.
+    space_order: Vec<String>,
+    /// Entitlements (space id, slug) waiting for a group's member walk, by group id.
+    waiting: HashMap<String, Vec<(String, String)>>,
+    /// Entitlements waiting for the group list to be complete.
+    waiting_for_listing: Vec<(String, String)>,
+    groups_listed: bool,
+    expansion_clock: ExpansionClock,
+    grants: GrantCounts,
+    batch: Batch,
     skipped_permissions: u64,
     skipped_users: u64,
     cancel: CancellationToken,
@@ -174,18 +230,9 @@ impl SnapshotWriter {
         conn.execute_batch(
             "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -32768;",
         )?;
-        let scratch = work.path().join(SCRATCH_DB);
-        // A lossy path could make SQLite create the scratch file somewhere else.
-        let scratch = scratch
-            .to_str()
-            .ok_or_else(|| C1zError::InvalidOutputPath(output_path.to_path_buf()))?;
-        conn.execute("ATTACH DATABASE ?1 AS scratch", [scratch])?;
-        conn.execute_batch(
-            "PRAGMA scratch.journal_mode = OFF; PRAGMA scratch.synchronous = OFF;
-             PRAGMA scratch.cache_size = -16384;",
-        )?;
         conn.set_prepared_statement_cache_capacity(32);
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(LIVE_GRANT_INDEXES)?;
         let cancel = options.cancel.clone();
         // A long statement (index build, expansion join) interrupts itself once the
         // token is cancelled; the caller then sees `Cancelled`, not a SQLite error.
@@ -204,8 +251,15 @@ impl SnapshotWriter {
             verbs,
             nouns,
             groups: HashMap::new(),
+            members: Members::default(),
             spaces: HashMap::new(),
-            pending: 0,
+            space_order: Vec::new(),
+            waiting: HashMap::new(),
+            waiting_for_listing: Vec::new(),
+            groups_listed: false,
+            expansion_clock: ExpansionClock::new(options.clock),
+            grants: GrantCounts::default(),
+            batch: Batch { rows: 0 },
             skipped_permissions: 0,
             skipped_users: 0,
             cancel: options.cancel,
@@ -253,10 +307,12 @@ impl SnapshotWriter {
         self.insert_resource(&resource)?;
         self.insert_entitlement(&model::group_member_entitlement(&resource, &id))?;
         self.groups.insert(group.id.clone(), resource);
+        self.members.list_group(&group.id);
         Ok(())
     }
 
-    /// Writes the grant `group:<group_id>:member` → `user:<account_id>`.
+    /// Writes the grant `group:<group_id>:member` → `user:<account_id>`; a repeat is
+    /// ignored.
     ///
     /// The group must have been put first ([`C1zError::UnknownGroup`] otherwise):
     /// the grant embeds the full group resource. The account is not checked
@@ -266,20 +322,55 @@ impl SnapshotWriter {
             .groups
             .get(group_id)
             .ok_or_else(|| C1zError::UnknownGroup(group_id.to_string()))?;
-        let id = model::rid(GROUP, group_id);
-        let grant = model::grant(
-            group,
-            model::entitlement_id(&id, "member"),
-            model::rid(USER, account_id),
-            vec![],
-        );
-        self.insert_grant(&grant, None)
+        if !self.members.add(group_id, account_id)? {
+            return Ok(());
+        }
+        let ent_id = model::entitlement_id(&model::rid(GROUP, group_id), "member");
+        let grant = model::grant(group, ent_id.clone(), model::rid(USER, account_id), vec![]);
+        let now = self.now();
+        insert_grant(
+            &self.conn,
+            &self.sync_id,
+            &GrantRow {
+                resource_type_id: GROUP,
+                resource_id: group_id,
+                entitlement_id: &ent_id,
+                principal_type: USER,
+                principal_id: account_id,
+                external_id: &grant.id,
+                expansion: None,
+                data: &grant.encode_to_vec(),
+                discovered_at: &now,
+            },
+        )?;
+        self.grants.memberships += 1;
+        self.batch.wrote(&self.conn)
+    }
+
+    /// Declares a group's member list complete: its grants can be expanded from now
+    /// on, and a later membership of it is refused ([`C1zError::GroupComplete`]).
+    pub fn group_complete(&mut self, group_id: &str) -> Result<()> {
+        self.members.complete(group_id);
+        for (space_id, slug) in self.waiting.remove(group_id).unwrap_or_default() {
+            self.try_write(&space_id, &slug)?;
+        }
+        Ok(())
+    }
+
+    /// Declares the group list complete: a group not put by now never will be, so
+    /// grants to it need not wait for it.
+    pub fn groups_listed(&mut self) -> Result<()> {
+        self.groups_listed = true;
+        for (space_id, slug) in std::mem::take(&mut self.waiting_for_listing) {
+            self.try_write(&space_id, &slug)?;
+        }
+        Ok(())
     }
 
     /// Writes a space and its permission entitlements (the selected verb × noun matrix).
     pub fn put_space(&mut self, space: &SpaceRecord) -> Result<()> {
         let resource = model::space_resource(space);
-        let id = model::rid(SPACE, &space.id);
+        let id = model::rid(model::SPACE, &space.id);
         self.insert_resource(&resource)?;
         for noun in self.nouns.clone() {
             for verb in self.verbs.clone() {
@@ -287,51 +378,75 @@ impl SnapshotWriter {
                 self.insert_entitlement(&ent)?;
             }
         }
-        self.spaces.insert(space.id.clone(), resource);
+        if !self.spaces.contains_key(&space.id) {
+            self.space_order.push(space.id.clone());
+        }
+        self.spaces.insert(
+            space.id.clone(),
+            SpaceState {
+                resource,
+                complete: false,
+                pending: BTreeMap::new(),
+            },
+        );
         Ok(())
     }
 
-    /// Writes the grant of one space permission.
+    /// Takes one space permission; its grant is written once the space is complete and
+    /// the groups it is granted to are walked (see [`expand`]).
     ///
     /// Ignored (and counted in [`SnapshotInfo::skipped_permissions`]) unless the
     /// principal type is exactly `user` or `group` and the operation key and
-    /// target type are among the selected verbs and nouns. Group grants are
-    /// stored for expansion to the group's members in [`finish`](Self::finish).
-    /// The space must have been put first ([`C1zError::UnknownSpace`] otherwise).
+    /// target type are among the selected verbs and nouns. A repeat is ignored. The
+    /// space must have been put first ([`C1zError::UnknownSpace`] otherwise) and not
+    /// declared complete ([`C1zError::SpaceComplete`]).
     pub fn put_space_permission(&mut self, perm: &SpacePermissionRecord) -> Result<()> {
+        let verb = self
+            .verbs
+            .iter()
+            .copied()
+            .find(|v| *v == perm.operation_key);
+        let noun = self.nouns.iter().copied().find(|n| *n == perm.target_type);
+        let now = self.now();
         let space = self
             .spaces
-            .get(&perm.space_id)
+            .get_mut(&perm.space_id)
             .ok_or_else(|| C1zError::UnknownSpace(perm.space_id.clone()))?;
-        let selected = self.verbs.contains(&perm.operation_key.as_str())
-            && self.nouns.contains(&perm.target_type.as_str());
-        let principal_type = match perm.principal_type.as_str() {
-            USER => USER,
-            GROUP => GROUP,
-            _ => "",
-        };
-        if !selected || principal_type.is_empty() {
+        if space.complete {
+            return Err(C1zError::SpaceComplete(perm.space_id.clone()));
+        }
+        let (Some(verb), Some(noun)) = (verb, noun) else {
             self.skipped_permissions += 1;
             return Ok(());
+        };
+        let entitlement = space
+            .pending
+            .entry(format!("{verb}-{noun}"))
+            .or_insert_with(|| PendingEntitlement::new(verb, noun));
+        let principals = match perm.principal_type.as_str() {
+            USER => &mut entitlement.users,
+            GROUP => &mut entitlement.groups,
+            _ => {
+                self.skipped_permissions += 1;
+                return Ok(());
+            }
+        };
+        principals.entry(perm.principal_id.clone()).or_insert(now);
+        Ok(())
+    }
+
+    /// Declares a space's permissions complete: its grants are written as soon as the
+    /// groups they expand to are walked, and a later permission of it is refused.
+    pub fn space_complete(&mut self, space_id: &str) -> Result<()> {
+        let Some(space) = self.spaces.get_mut(space_id) else {
+            return Ok(());
+        };
+        space.complete = true;
+        let slugs: Vec<String> = space.pending.keys().cloned().collect();
+        for slug in slugs {
+            self.try_write(space_id, &slug)?;
         }
-        let slug = format!("{}-{}", perm.operation_key, perm.target_type);
-        let ent_id = model::entitlement_id(&model::rid(SPACE, &perm.space_id), &slug);
-        let grant = model::grant(
-            space,
-            ent_id,
-            model::rid(principal_type, &perm.principal_id),
-            vec![],
-        );
-        // The reference annotates group grants with GrantExpandable; the SDK strips
-        // it from `data` and keeps the bare message in `expansion`, so do that directly.
-        let expansion = (principal_type == GROUP).then(|| GrantExpandable {
-            entitlement_ids: vec![model::entitlement_id(
-                &model::rid(GROUP, &perm.principal_id),
-                "member",
-            )],
-            ..Default::default()
-        });
-        self.insert_grant(&grant, expansion.as_ref())
+        Ok(())
     }
 
     /// Writes a space role resource (it has no entitlements or grants).
@@ -339,11 +454,11 @@ impl SnapshotWriter {
         self.insert_resource(&model::space_role_resource(role))
     }
 
-    /// Expands group grants to their members, records the finished full sync
-    /// run, closes the database in `journal_mode=DELETE`, and publishes it:
-    /// magic + one zstd frame (level 3) written to `<out>.tmp` (mode 0644),
-    /// fsynced and renamed over `<out>`. On error nothing is left behind and an
-    /// existing `<out>` is untouched.
+    /// Writes the grants still held (everything is complete now), builds the last
+    /// index, records the finished full sync run, closes the database in
+    /// `journal_mode=DELETE`, and publishes it: magic + one zstd frame (level 3)
+    /// written to `<out>.tmp` (mode 0644), fsynced and renamed over `<out>`. On error
+    /// nothing is left behind and an existing `<out>` is untouched.
     pub fn finish(self) -> Result<SnapshotInfo> {
         let cancel = self.cancel.clone();
         match self.finish_inner() {
@@ -355,17 +470,31 @@ impl SnapshotWriter {
     }
 
     fn finish_inner(mut self) -> Result<SnapshotInfo> {
+        let started = std::time::Instant::now();
         self.check_cancelled()?;
-        self.commit()?;
+        self.groups_listed = true;
+        self.members.complete_all();
+        self.waiting.clear();
+        self.waiting_for_listing.clear();
+        for space_id in std::mem::take(&mut self.space_order) {
+            let slugs: Vec<String> = match self.spaces.get_mut(&space_id) {
+                Some(space) => {
+                    space.complete = true;
+                    space.pending.keys().cloned().collect()
+                }
+                None => continue,
+            };
+            for slug in slugs {
+                self.check_cancelled()?;
+                self.write_entitlement(&space_id, &slug)?;
+            }
+        }
+        let expanded_at_end = started.elapsed();
+        self.conn.execute_batch("COMMIT")?;
+        self.check_cancelled()?;
         self.conn.execute_batch("BEGIN")?;
-        // The direct grants are all in: index them in one sorted pass each; the
-        // rows expansion adds extend these indexes locally (see schema.rs).
-        self.conn.execute_batch(BEFORE_EXPANSION)?;
-        self.check_cancelled()?;
-        let expanded_grants = expand::expand_grants(&self.conn, &self.sync_id, self.clock)?;
-        self.check_cancelled()?;
-        // Expansion would scatter this index's keys: build it sorted, at the end.
-        self.conn.execute_batch(AFTER_EXPANSION)?;
+        // Expansion would have scattered this index's keys: build it sorted, at the end.
+        self.conn.execute_batch(AFTER_LOAD)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO v1_sync_runs (sync_id, started_at, ended_at, sync_token, sync_type,
@@ -380,6 +509,7 @@ impl SnapshotWriter {
             ])?;
         self.conn.execute_batch("COMMIT")?;
         let counts = self.counts()?;
+        let indexed = started.elapsed();
 
         self.check_cancelled()?;
         let Self {
@@ -390,9 +520,9 @@ impl SnapshotWriter {
             skipped_users,
             cancel,
             work,
+            grants,
             ..
         } = self;
-        conn.execute_batch("DETACH DATABASE scratch")?;
         // Readers expect a plain rollback-journal file with nothing pending beside it.
         let mode: String = conn.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("delete") {
@@ -401,6 +531,12 @@ impl SnapshotWriter {
         conn.close().map_err(|(_, e)| e)?;
         let written = container::write_atomic(&work.path().join(WORK_DB), &out, &cancel)?;
         drop(work);
+        tracing::debug!(
+            expansion_ms = expanded_at_end.as_millis() as u64,
+            indexes_ms = (indexed - expanded_at_end).as_millis() as u64,
+            compression_ms = (started.elapsed() - indexed).as_millis() as u64,
+            "snapshot finished"
+        );
         Ok(SnapshotInfo {
             sync_id,
             path: out,
@@ -408,11 +544,11 @@ impl SnapshotWriter {
             sha256: written.sha256,
             resources: counts.resources,
             entitlements: counts.entitlements,
-            grants: counts.grants,
-            membership_grants: counts.group_grants,
-            space_permission_grants: counts.space_grants.saturating_sub(expanded_grants),
+            grants: grants.memberships + grants.space_direct + grants.expanded,
+            membership_grants: grants.memberships,
+            space_permission_grants: grants.space_direct,
             disabled_users: counts.disabled_users,
-            expanded_grants,
+            expanded_grants: grants.expanded,
             skipped_permissions,
             skipped_users,
         })
@@ -429,19 +565,69 @@ impl SnapshotWriter {
         Ok(())
     }
 
-    /// Counts one written row and commits when the batch is full.
-    fn wrote(&mut self) -> Result<()> {
-        self.pending += 1;
-        if self.pending >= BATCH {
-            self.commit()?;
-            self.conn.execute_batch("BEGIN")?;
+    /// What keeps entitlement `pending` from being written, if anything.
+    fn blocker(&self, pending: &PendingEntitlement) -> Option<Blocker> {
+        for group_id in pending.groups.keys() {
+            if self.members.is_listed(group_id) {
+                if !self.members.is_complete(group_id) {
+                    return Some(Blocker::Group(group_id.clone()));
+                }
+            } else if !self.groups_listed {
+                return Some(Blocker::Listing);
+            }
+        }
+        None
+    }
+
+    /// Writes the entitlement's grants if nothing holds them back; otherwise waits for
+    /// the first thing that does.
+    fn try_write(&mut self, space_id: &str, slug: &str) -> Result<()> {
+        let Some(space) = self.spaces.get(space_id) else {
+            return Ok(());
+        };
+        let Some(pending) = space.pending.get(slug).filter(|_| space.complete) else {
+            return Ok(());
+        };
+        let entry = (space_id.to_string(), slug.to_string());
+        match self.blocker(pending) {
+            Some(Blocker::Group(group_id)) => self.waiting.entry(group_id).or_default().push(entry),
+            Some(Blocker::Listing) => self.waiting_for_listing.push(entry),
+            None => self.write_entitlement(space_id, slug)?,
         }
         Ok(())
     }
 
-    fn commit(&mut self) -> Result<()> {
-        self.conn.execute_batch("COMMIT")?;
-        self.pending = 0;
+    /// Writes every grant of one space entitlement, expanded.
+    fn write_entitlement(&mut self, space_id: &str, slug: &str) -> Result<()> {
+        let Self {
+            conn,
+            sync_id,
+            spaces,
+            members,
+            expansion_clock,
+            grants,
+            batch,
+            ..
+        } = self;
+        let Some(space) = spaces.get_mut(space_id) else {
+            return Ok(());
+        };
+        let Some(pending) = space.pending.remove(slug) else {
+            return Ok(());
+        };
+        let written = expand::entitlement_rows(
+            &space.resource,
+            space_id,
+            &pending,
+            members,
+            expansion_clock,
+            |row| {
+                insert_grant(conn, sync_id, row)?;
+                batch.wrote(conn)
+            },
+        )?;
+        grants.space_direct += written.direct;
+        grants.expanded += written.expanded;
         Ok(())
     }
 
@@ -465,7 +651,7 @@ impl SnapshotWriter {
                 self.sync_id,
                 now
             ])?;
-        self.wrote()
+        self.batch.wrote(&self.conn)
     }
 
     fn insert_entitlement(&mut self, ent: &proto::Entitlement) -> Result<()> {
@@ -490,17 +676,7 @@ impl SnapshotWriter {
                 self.sync_id,
                 now
             ])?;
-        self.wrote()
-    }
-
-    fn insert_grant(
-        &mut self,
-        grant: &proto::Grant,
-        expansion: Option<&GrantExpandable>,
-    ) -> Result<()> {
-        let now = self.now();
-        expand::insert_grant(&self.conn, grant, expansion, &self.sync_id, &now)?;
-        self.wrote()
+        self.batch.wrote(&self.conn)
     }
 
     fn counts(&self) -> Result<Counts> {
@@ -516,13 +692,14 @@ impl SnapshotWriter {
             let (ty, n) = row?;
             resources.insert(ty, u64::try_from(n).unwrap_or(0));
         }
-        let count = |sql: &str| -> Result<u64> {
-            let n: Option<i64> = self
-                .conn
-                .query_row(sql, [&self.sync_id], |r| r.get(0))
-                .optional()?;
-            Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
-        };
+        let entitlements: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM v1_entitlements WHERE sync_id = ?1",
+                [&self.sync_id],
+                |r| r.get(0),
+            )
+            .optional()?;
         // A user's state lives only in its protobuf; decoding one row per user is cheap
         // next to the sync that produced them.
         let mut disabled_users = 0;
@@ -537,33 +714,38 @@ impl SnapshotWriter {
                 disabled_users += 1;
             }
         }
-        // Grants per resource type in one pass over the covering
-        // (resource_type_id, resource_id) index. The work file only ever holds
-        // this sync's rows, so filtering on sync_id would change nothing; it
-        // would only force a lookup of every row in the multi-GB table.
-        let mut grants = 0;
-        let mut group_grants = 0;
-        let mut space_grants = 0;
-        let mut stmt = self.conn.prepare(
-            "SELECT resource_type_id, count(*) FROM v1_grants GROUP BY resource_type_id",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let n = u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
-            grants += n;
-            match row.get_ref(0)?.as_str().unwrap_or("") {
-                GROUP => group_grants = n,
-                SPACE => space_grants = n,
-                _ => {}
-            }
-        }
         Ok(Counts {
             resources,
-            entitlements: count("SELECT count(*) FROM v1_entitlements WHERE sync_id = ?1")?,
-            grants,
-            group_grants,
-            space_grants,
+            entitlements: entitlements.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
             disabled_users,
         })
     }
+}
+
+/// Inserts one grant row. Grants are unique by construction (memberships and
+/// permissions are de-duplicated before they get here); the upsert only guards
+/// against ids that collide through their `:` separators, keeping the last data as
+/// the reference would.
+fn insert_grant(conn: &Connection, sync_id: &str, row: &GrantRow<'_>) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO v1_grants (resource_type_id, resource_id, entitlement_id,
+             principal_resource_type_id, principal_resource_id, external_id, expansion,
+             needs_expansion, data, sync_id, discovered_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (external_id, sync_id) DO UPDATE SET data = excluded.data",
+    )?
+    .execute(params![
+        row.resource_type_id,
+        row.resource_id,
+        row.entitlement_id,
+        row.principal_type,
+        row.principal_id,
+        row.external_id,
+        row.expansion,
+        row.expansion.is_some(),
+        row.data,
+        sync_id,
+        row.discovered_at
+    ])?;
+    Ok(())
 }

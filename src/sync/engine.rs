@@ -217,6 +217,7 @@ async fn groups_and_members(
     }
     drop(seen);
     info!(groups = ids.len(), pages = pager.pages(), "groups: listed");
+    sender.send(vec![Row::GroupsListed]).await?;
 
     let total = ids.len();
     if let Some(p) = &options.progress {
@@ -262,6 +263,10 @@ async fn group_members(
         }
         sender.send(rows).await?;
     }
+    // The writer expands grants to this group from now on, during the fetch.
+    sender
+        .send(vec![Row::GroupComplete(group_id.to_string())])
+        .await?;
     Ok(members)
 }
 
@@ -378,6 +383,9 @@ async fn space_permissions(
         count += rows.len() as u64;
         sender.send(rows).await?;
     }
+    sender
+        .send(vec![Row::SpaceComplete(space_id.to_string())])
+        .await?;
     Ok(count)
 }
 

@@ -33,6 +33,12 @@ pub enum Row {
     Permission(SpacePermissionRecord),
     /// A space role.
     Role(SpaceRoleRecord),
+    /// Every group has been sent (not their members).
+    GroupsListed,
+    /// All members of this group have been sent.
+    GroupComplete(String),
+    /// All permissions of this space have been sent.
+    SpaceComplete(String),
 }
 
 enum Message {
@@ -127,6 +133,9 @@ fn write_all(
                         Row::Space(space) => writer.put_space(&space)?,
                         Row::Permission(permission) => writer.put_space_permission(&permission)?,
                         Row::Role(role) => writer.put_space_role(&role)?,
+                        Row::GroupsListed => writer.groups_listed()?,
+                        Row::GroupComplete(group_id) => writer.group_complete(&group_id)?,
+                        Row::SpaceComplete(space_id) => writer.space_complete(&space_id)?,
                     }
                 }
             }
