@@ -17,6 +17,7 @@ use super::config::{BodyProgress, ClientConfig, RetryPolicy, normalize_base_url}
 use super::error_body::{FailureKind, classify, shorten, summarize_body};
 use super::errors::{ConfluenceError, ResponseContext, Stall};
 use super::observer::RequestObserver;
+use super::pacing::{Change, Pacer};
 use super::retry::{Decision, Failure, RetryState, parse_retry_after, random_jitter};
 use super::stats::{ClientStats, Counters, Route};
 use super::throttle::Throttle;
@@ -37,6 +38,7 @@ pub(crate) struct Transport {
     username: String,
     token: SecretString,
     throttle: Throttle,
+    pacer: Pacer,
     counters: Counters,
     max_response_bytes: usize,
     request_timeout: Duration,
@@ -108,6 +110,7 @@ impl Transport {
             username: config.username.clone(),
             token: config.api_token.clone(),
             throttle: Throttle::new(config.max_in_flight),
+            pacer: Pacer::new(),
             counters: Counters::default(),
             max_response_bytes: config.max_response_bytes,
             request_timeout: config.request_timeout,
@@ -165,6 +168,9 @@ impl Transport {
         let mut attempt_no: u32 = 0;
         loop {
             attempt_no += 1;
+            // The route's pace first, without holding an in-flight slot, so that other
+            // routes use the slots while this one waits for its budget to refill.
+            self.pacer.wait(route).await;
             let Some(permit) = self.throttle.admit().await else {
                 return Err(ConfluenceError::InvalidConfig {
                     reason: "request gate closed".into(),
@@ -297,7 +303,7 @@ impl Transport {
             attempt = attempt_no,
             "confluence request"
         );
-        self.note_headers(route, &headers);
+        self.note_headers(route, status, &headers);
         if !status.is_success() {
             return match self.failed_answer(route, status, &headers, &body) {
                 Ok((failure, error)) => Judged::Retryable(failure, error),
@@ -460,7 +466,22 @@ impl Transport {
     }
 
     /// Counts and logs the rate-limit headers worth seeing (§6, §9.5).
-    fn note_headers(&self, route: Route, headers: &HeaderMap) {
+    fn note_headers(&self, route: Route, status: StatusCode, headers: &HeaderMap) {
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.pacer.throttled(route, headers);
+        } else {
+            match self.pacer.answered(route, headers) {
+                Some(Change::Started(rate)) => debug!(
+                    route = route.template(),
+                    rate = format!("{rate:.1}"),
+                    "confluence rate budget low: pacing this route"
+                ),
+                Some(Change::Lifted) => {
+                    debug!(route = route.template(), "confluence rate budget recovered")
+                }
+                None => {}
+            }
+        }
         if header_text(headers, "x-ratelimit-nearlimit")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
         {

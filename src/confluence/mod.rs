@@ -34,6 +34,7 @@ mod membership;
 mod models;
 mod observer;
 mod open_enum;
+mod pacing;
 mod pager;
 mod pagination;
 mod retry;

@@ -72,7 +72,11 @@ impl Route {
         }
     }
 
-    fn index(self) -> usize {
+    /// How many routes there are.
+    pub(crate) const COUNT: usize = Route::ALL.len();
+
+    /// A dense index, for per-route tables.
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
