@@ -66,7 +66,8 @@ crds:
 	$(CARGO) run -q -- crd --output-dir crds
 	$(MAKE) chart-crds
 
-## Sync benchmark against the fake's large preset (release build); prints figures.
+## Sync benchmark on the fake's large and medium presets, each beside the reference
+## connector's request pattern (release build); prints figures.
 bench-sync:
 	$(CARGO) build --release -p fake-confluence
 	$(CARGO) bench --bench sync

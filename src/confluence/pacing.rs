@@ -6,11 +6,12 @@
 //! `-NearLimit`), but never how fast it refills. So each route measures the refill
 //! itself: between two answers, tokens regained = remaining now − remaining then +
 //! answers in between. While the bucket is comfortably full the route is not paced at
-//! all; once it runs low the route is paced at the measured refill, plus whatever is
-//! needed to bring the bucket back to a reserve over about a second. The reserve absorbs
-//! the requests already in flight, so the bucket should never run dry; when the bucket
-//! refills (a quiet period, or a refill faster than measured) the pace rises with it
-//! and finally lifts.
+//! all; once it runs low the route is paced at the measured refill, scaled by how the
+//! bucket stands against a reserve: half the refill with the bucket empty, the refill
+//! itself at the reserve, up to twice it above. The reserve absorbs the requests
+//! already in flight and the error of the measurement, so the bucket should never run
+//! dry; when the bucket refills (a quiet period, or a refill faster than measured) the
+//! pace rises with it, and lifts once the bucket is full.
 //!
 //! Hand-written rather than built on `governor`: a governor quota is fixed when the
 //! limiter is made, while this pace changes with every answer; the part a crate would
@@ -28,16 +29,17 @@ use super::stats::Route;
 const PACE_BELOW: f64 = 0.5;
 /// The share of the budget the pace tries to keep in hand for requests in flight.
 const RESERVE: f64 = 0.3;
-/// How fast the pace closes the gap between the bucket and the reserve.
-const CATCH_UP: Duration = Duration::from_secs(1);
-/// Shortest span a refill measurement may cover: remaining counts are whole tokens,
-/// so shorter spans are mostly rounding.
+/// The pace's range around the measured refill: at an empty bucket, and at most.
+const SLOWEST: f64 = 0.5;
+const FASTEST: f64 = 2.0;
+/// Shortest span a refill measurement may cover, and fewest answers in it: remaining
+/// counts are whole tokens, so shorter spans are mostly rounding.
 const MIN_SPAN: Duration = Duration::from_millis(250);
+const MIN_ANSWERS: u64 = 5;
+/// Weight of a new measurement in the smoothed refill.
+const NEW_WEIGHT: f64 = 0.3;
 /// Before any refill has been measured, assume the bucket refills in this long.
-const ASSUMED_REFILL_TIME: f64 = 10.0;
-/// The pace never drops below this share of the measured refill (nor below
-/// [`MIN_RATE`]): a starved route would stop measuring altogether.
-const FLOOR_SHARE: f64 = 0.5;
+const ASSUMED_REFILL_TIME: f64 = 2.0;
 /// Requests per second below which no route is ever paced.
 const MIN_RATE: f64 = 0.5;
 
@@ -117,20 +119,32 @@ impl RoutePace {
             // A full bucket throws refill away, so a measurement must start afresh.
             _ if remaining >= limit - 1.0 => self.mark = Some(here),
             None => self.mark = Some(here),
-            Some(mark) if now.duration_since(mark.at) >= MIN_SPAN => {
+            Some(mark)
+                if now.duration_since(mark.at) >= MIN_SPAN
+                    && self.answers - mark.answers >= MIN_ANSWERS =>
+            {
                 let span = now.duration_since(mark.at).as_secs_f64();
                 let spent = (self.answers - mark.answers) as f64;
                 let measured = ((remaining - mark.remaining + spent) / span).max(0.0);
-                self.refill = Some(self.refill.map_or(measured, |r| (r + measured) / 2.0));
+                self.refill = Some(
+                    self.refill
+                        .map_or(measured, |r| r + NEW_WEIGHT * (measured - r)),
+                );
                 self.mark = Some(here);
             }
             Some(_) => {}
         }
-        let low = budget.near_limit || remaining < limit * PACE_BELOW;
-        self.rate = low.then(|| {
+        // Once paced, a route stays paced until its bucket is full again: lifting the
+        // pace halfway would let every worker burst into what is left.
+        let paced = match self.rate {
+            Some(_) => remaining < limit - 1.0,
+            None => budget.near_limit || remaining < limit * PACE_BELOW,
+        };
+        self.rate = paced.then(|| {
             let refill = self.refill.unwrap_or(limit / ASSUMED_REFILL_TIME);
-            let catch_up = (remaining - limit * RESERVE) / CATCH_UP.as_secs_f64();
-            (refill + catch_up).max(refill * FLOOR_SHARE).max(MIN_RATE)
+            let standing = remaining / (limit * RESERVE).max(1.0);
+            let scale = (SLOWEST + (1.0 - SLOWEST) * standing).min(FASTEST);
+            (refill * scale).max(MIN_RATE)
         });
     }
 
@@ -138,8 +152,8 @@ impl RoutePace {
     /// `Retry-After`; afterwards the route goes no faster than its refill.
     pub(crate) fn throttled(&mut self, limit: Option<u32>) {
         let fallback = limit.map_or(MIN_RATE, |l| f64::from(l) / ASSUMED_REFILL_TIME);
-        let refill = self.refill.unwrap_or(fallback).max(MIN_RATE);
-        self.rate = Some(self.rate.map_or(refill, |r| r.min(refill)));
+        let slowest = (self.refill.unwrap_or(fallback) * SLOWEST).max(MIN_RATE);
+        self.rate = Some(self.rate.map_or(slowest, |r| r.min(slowest)));
     }
 }
 

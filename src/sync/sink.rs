@@ -1,11 +1,14 @@
 //! The snapshot writer on its own thread, fed through a bounded channel.
 //!
 //! SQLite and zstd are blocking; the HTTP side is async. A bounded channel between them
-//! keeps memory flat: when the writer falls behind, fetching waits.
+//! keeps memory flat: when the writer falls behind, fetching waits. The rows of the
+//! fetch are few next to the grants expansion creates, so the writer takes them first
+//! and expands what is ready only while the channel is empty.
 
 use std::path::Path;
 
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::task::JoinHandle;
 
 use crate::c1z::{
@@ -120,7 +123,24 @@ fn write_all(
     mut writer: SnapshotWriter,
     mut rx: mpsc::Receiver<Message>,
 ) -> Result<SnapshotInfo, SyncError> {
-    while let Some(message) = rx.blocking_recv() {
+    loop {
+        // Rows from the fetch first, so that it never waits for expansion; expansion
+        // of whatever is ready fills the time in between.
+        let message = if writer.has_ready() {
+            match rx.try_recv() {
+                Ok(message) => message,
+                Err(TryRecvError::Empty) => {
+                    writer.write_ready()?;
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match rx.blocking_recv() {
+                Some(message) => message,
+                None => break,
+            }
+        };
         match message {
             Message::Rows(rows) => {
                 for row in rows {

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use sha2::{Digest, Sha256};
 
-use super::support::{build, options, out_path, user};
+use super::support::{build, group, options, out_path, perm, space, user};
 use crate::c1z::{C1zError, MAGIC, MAX_WINDOW_LOG, Snapshot, SnapshotWriter};
 
 /// Window size the frame header announces (single-segment frames: the content size).
@@ -167,4 +167,51 @@ fn a_sync_id_chosen_up_front_is_the_one_written() {
         super::support::build_with(opts, |w| w.put_user(&user("u1", "Ann", None, true)));
     assert_eq!(info.sync_id, id);
     assert!(snap.resources.iter().all(|r| r.sync_id == id));
+}
+
+/// Expansion left for the finish (no completion signals) takes minutes here; a cancel
+/// arriving in the middle of it stops the writer within one entitlement.
+#[test]
+fn a_cancel_during_the_finish_stops_it_promptly_and_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = out_path(dir.path());
+    fs::write(&out, b"previous snapshot").expect("seed");
+    let opts = options();
+    let cancel = opts.cancel.clone();
+    let mut writer = SnapshotWriter::create(&out, opts).expect("create");
+    let mut fill = || -> crate::c1z::Result<()> {
+        writer.put_group(&group("g1", "Everyone"))?;
+        for m in 0..20_000 {
+            writer.put_membership("g1", &format!("u{m}"))?;
+        }
+        for s in 0..20 {
+            let sid = s.to_string();
+            writer.put_space(&space(&sid, &format!("Space {s}")))?;
+            for verb in crate::c1z::ALL_VERBS {
+                for noun in crate::c1z::ALL_NOUNS {
+                    writer.put_space_permission(&perm(&sid, "group", "g1", verb, noun))?;
+                }
+            }
+        }
+        Ok(())
+    };
+    fill().expect("fill");
+    let finishing = std::thread::spawn(move || writer.finish());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!finishing.is_finished(), "16M grants cannot be written in 0.3 s");
+    let cancelled_at = std::time::Instant::now();
+    cancel.cancel();
+    let result = finishing.join().expect("writer thread");
+    assert!(matches!(result, Err(C1zError::Cancelled)), "{result:?}");
+    assert!(
+        cancelled_at.elapsed() < std::time::Duration::from_secs(5),
+        "stopped after {:?}",
+        cancelled_at.elapsed()
+    );
+    assert_eq!(fs::read(&out).expect("read"), b"previous snapshot");
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .expect("ls")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    assert_eq!(names, ["snap.c1z"], "no work directory or temporary file left");
 }
