@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use confluence_operator::c1z::SnapshotOptions;
-use confluence_operator::sync::{SyncOptions, run_sync};
 use confluence_operator::sync::SyncReport;
+use confluence_operator::sync::{SyncOptions, run_sync};
 use fake_confluence::{FakeConfig, FakeConfluence, Preset, RateLimitConfig};
 use rusqlite::types::ValueRef;
 use sha2::{Digest, Sha256};
@@ -30,14 +30,46 @@ use tokio_util::sync::CancellationToken;
 /// Per table (and the schema): rows and the SHA-256 of their canonical encoding,
 /// recorded from the writer as it was before the finish phase was reworked.
 const PINNED: &[(&str, u64, &str)] = &[
-    ("schema", 23, "4f0f7316ca734cd6d4ba57e593016e2971c1f4f76d7879c2d72e5784006df92d"),
-    ("v1_assets", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-    ("v1_connector_sessions", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-    ("v1_entitlements", 12500, "51d7748359109acbbacf9e41e14e156295deb16e34932f34d52e5a4260522258"),
-    ("v1_grants", 572033, "038f78045c6128e40476363de9e278391fd2b238e8980dc7ff9439eee6794fc2"),
-    ("v1_resource_types", 5, "fcb9590008c1c0a3daf059e1717fede0b7a1cce5b0a1c13ad24fc136cda0465b"),
-    ("v1_resources", 5338, "bef79ec11bd1af24461845b8f33d7d2fce7945156e5334832b5654939e0583ef"),
-    ("v1_sync_runs", 1, "1aeaec2783d489ad1210a1bac8421d8cd09f6b3c5eb4a409929cbd1e97b47641"),
+    (
+        "schema",
+        23,
+        "4f0f7316ca734cd6d4ba57e593016e2971c1f4f76d7879c2d72e5784006df92d",
+    ),
+    (
+        "v1_assets",
+        0,
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    ),
+    (
+        "v1_connector_sessions",
+        0,
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    ),
+    (
+        "v1_entitlements",
+        12500,
+        "51d7748359109acbbacf9e41e14e156295deb16e34932f34d52e5a4260522258",
+    ),
+    (
+        "v1_grants",
+        572033,
+        "038f78045c6128e40476363de9e278391fd2b238e8980dc7ff9439eee6794fc2",
+    ),
+    (
+        "v1_resource_types",
+        5,
+        "fcb9590008c1c0a3daf059e1717fede0b7a1cce5b0a1c13ad24fc136cda0465b",
+    ),
+    (
+        "v1_resources",
+        5338,
+        "bef79ec11bd1af24461845b8f33d7d2fce7945156e5334832b5654939e0583ef",
+    ),
+    (
+        "v1_sync_runs",
+        1,
+        "1aeaec2783d489ad1210a1bac8421d8cd09f6b3c5eb4a409929cbd1e97b47641",
+    ),
 ];
 
 fn fixed_clock() -> DateTime<Utc> {
@@ -99,11 +131,7 @@ fn digests(db: &Path) -> BTreeMap<String, (u64, String)> {
             }
             count += 1;
         }
-        let hex: String = hash
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
         out.insert(name.to_string(), (count, hex));
     };
     digest(

@@ -9,8 +9,8 @@
 //! times and their ratio are printed.
 //!
 //! Run with `make bench-sync`. Settings (environment): `BENCH_PRESETS` (`large,medium`),
-//! `BENCH_REFERENCE` (`1`; `0` skips the reference replays, which take minutes on the
-//! large preset), `BENCH_LATENCY_MS` (20), `BENCH_RATE_LIMIT` per route and second (200),
+//! `BENCH_REFERENCE` (`1`: every preset; `0`: none; or a list such as `medium` — the
+//! replay takes minutes on the large preset), `BENCH_LATENCY_MS` (20), `BENCH_RATE_LIMIT` per route and second (200),
 //! `BENCH_BURST` (100), `BENCH_CONCURRENCY` (8), `FAKE_CONFLUENCE_BIN` (the fake's
 //! binary). `RUST_LOG=confluence_operator::c1z=debug` shows where the finish phase
 //! spends its time.
@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 struct Settings {
     presets: Vec<String>,
-    reference: bool,
+    /// Presets to replay the reference pattern on.
+    reference: Vec<String>,
     latency_ms: u64,
     rate_limit: f64,
     burst: u32,
@@ -106,11 +107,19 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+fn current_rss_mib() -> f64 {
+    proc_status_mib("VmRSS:")
+}
+
 fn peak_rss_mib() -> f64 {
+    proc_status_mib("VmHWM:")
+}
+
+fn proc_status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
@@ -142,9 +151,37 @@ async fn bench_ours(s: &Settings, preset: &str) -> Result<f64, String> {
         concurrency: s.concurrency,
         ..SyncOptions::default()
     };
+    // RSS every 100 ms, to tell the fetch's peak from the finish's.
+    let started = std::time::Instant::now();
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sampler = {
+        let samples = samples.clone();
+        tokio::spawn(async move {
+            loop {
+                let rss = current_rss_mib();
+                if let Ok(mut s) = samples.lock() {
+                    s.push((started.elapsed().as_secs_f64(), rss));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+    };
     let report = run_sync(&client, &options, &out, &CancellationToken::new())
         .await
         .map_err(|e| e.to_string())?;
+    sampler.abort();
+    let (fetch_rss, finish_rss) = samples.lock().map_or((f64::NAN, f64::NAN), |s| {
+        let peak = |keep: &dyn Fn(f64) -> bool| {
+            s.iter()
+                .filter(|(t, _)| keep(*t))
+                .map(|(_, r)| *r)
+                .fold(0.0f64, f64::max)
+        };
+        (
+            peak(&|t| t <= report.fetch_seconds),
+            peak(&|t| t > report.fetch_seconds),
+        )
+    });
 
     let stats = fetch_json(&format!("{}/__fake/stats", fake.base_url)).await?;
     let needed = fetch_json(&format!("{}/__fake/pages", fake.base_url))
@@ -214,13 +251,10 @@ async fn bench_ours(s: &Settings, preset: &str) -> Result<f64, String> {
         report.fetch_seconds / bound
     );
     println!("finish             {finish_seconds:.2} s after the fetch (target <= 60 s)");
-    println!(
-        "429s               {} (target <= 5)",
-        report.rate_limited
-    );
+    println!("429s               {} (target <= 5)", report.rate_limited);
     println!("peak fake concurrency {}", stats["peakConcurrent"]);
     println!(
-        "peak RSS (sync)    {:.1} MiB (target <= 100 MiB)",
+        "peak RSS (sync)    {:.1} MiB (target <= 100 MiB); sampled: {fetch_rss:.1} MiB while fetching, {finish_rss:.1} MiB while finishing",
         peak_rss_mib()
     );
     Ok(report.duration_seconds)
@@ -260,7 +294,10 @@ fn main() {
             .map(|p| p.trim().to_string())
             .filter(|p| !p.is_empty())
             .collect(),
-        reference: std::env::var("BENCH_REFERENCE").map_or(true, |v| v != "0"),
+        reference: match std::env::var("BENCH_REFERENCE").as_deref() {
+            Err(_) | Ok("1") => vec!["large".into(), "medium".into()],
+            Ok(list) => list.split(',').map(|p| p.trim().to_string()).collect(),
+        },
         latency_ms: env_or("BENCH_LATENCY_MS", 20),
         rate_limit: env_or("BENCH_RATE_LIMIT", 200.0),
         burst: env_or("BENCH_BURST", 100),
@@ -282,7 +319,7 @@ fn main() {
         for preset in &settings.presets {
             let ours = bench_ours(&settings, preset).await?;
             println!();
-            if settings.reference {
+            if settings.reference.contains(preset) {
                 bench_reference(&settings, preset, ours).await?;
                 println!();
             }

@@ -171,10 +171,12 @@ pub(crate) fn entitlement_rows(
     });
     pairs.dedup();
 
-    let entitlement = (!pairs.is_empty()).then(|| {
-        model::space_entitlement(space, &space_rid, pending.verb, pending.noun)
-    });
-    let field = entitlement.as_ref().map(entitlement_field).unwrap_or_default();
+    let entitlement = (!pairs.is_empty())
+        .then(|| model::space_entitlement(space, &space_rid, pending.verb, pending.noun));
+    let field = entitlement
+        .as_ref()
+        .map(entitlement_field)
+        .unwrap_or_default();
     let immutable = vec![proto::to_any(&GrantImmutable::default())];
     let mut direct_users = pending.users.iter().peekable();
     let mut runs = pairs.chunk_by(|a, b| a.0 == b.0).peekable();
@@ -184,9 +186,7 @@ pub(crate) fn entitlement_rows(
         let next_run = runs.peek().map(|run| members.account(run[0].0));
         let (account, direct, run) = match (next_direct, next_run) {
             (None, None) => break,
-            (Some(d), Some(r)) if d == r => {
-                (d.to_string(), direct_users.next(), runs.next())
-            }
+            (Some(d), Some(r)) if d == r => (d.to_string(), direct_users.next(), runs.next()),
             (Some(d), Some(r)) if d < r => (d.to_string(), direct_users.next(), None),
             (Some(d), None) => (d.to_string(), direct_users.next(), None),
             (_, Some(r)) => (r.to_string(), None, runs.next()),

@@ -44,9 +44,7 @@ impl Members {
 
     /// Whether the group's member list is final.
     pub(crate) fn is_complete(&self, group_id: &str) -> bool {
-        self.groups
-            .get(group_id)
-            .is_some_and(|g| g.seen.is_none())
+        self.groups.get(group_id).is_some_and(|g| g.seen.is_none())
     }
 
     /// Adds a member; `Ok(false)` when it was already one. The group must be listed and
@@ -55,8 +53,8 @@ impl Members {
         let number = match self.numbers.get(account_id) {
             Some(n) => *n,
             None => {
-                let n = u32::try_from(self.accounts.len())
-                    .map_err(|_| C1zError::TooManyAccounts)?;
+                let n =
+                    u32::try_from(self.accounts.len()).map_err(|_| C1zError::TooManyAccounts)?;
                 let account: Arc<str> = Arc::from(account_id);
                 self.accounts.push(account.clone());
                 self.numbers.insert(account, n);
@@ -118,7 +116,10 @@ mod tests {
         m.list_group("g2");
         assert!(m.add("g1", "b").expect("add"));
         assert!(m.add("g1", "a").expect("add"));
-        assert!(!m.add("g1", "b").expect("again"), "a repeat is no new member");
+        assert!(
+            !m.add("g1", "b").expect("again"),
+            "a repeat is no new member"
+        );
         assert!(m.add("g2", "b").expect("add"));
         let names = |g| -> Vec<&str> {
             m.of(g)
@@ -141,6 +142,9 @@ mod tests {
         assert!(m.is_complete("g1") && m.is_listed("g1"));
         assert!(matches!(m.add("g1", "a"), Err(C1zError::GroupComplete(_))));
         assert!(matches!(m.add("nope", "a"), Err(C1zError::UnknownGroup(_))));
-        assert!(!m.is_complete("nope"), "an unlisted group is never complete");
+        assert!(
+            !m.is_complete("nope"),
+            "an unlisted group is never complete"
+        );
     }
 }

@@ -239,7 +239,7 @@ impl SnapshotWriter {
         // rollback journal only cost time; DELETE mode is restored in finish.
         conn.execute_batch(&format!(
             "PRAGMA page_size = {PAGE_SIZE}; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
-             PRAGMA cache_size = -32768; PRAGMA locking_mode = EXCLUSIVE;"
+             PRAGMA cache_size = -24576; PRAGMA locking_mode = EXCLUSIVE;"
         ))?;
         conn.set_prepared_statement_cache_capacity(32);
         conn.execute_batch(SCHEMA)?;
@@ -745,7 +745,9 @@ impl SnapshotWriter {
         }
         Ok(Counts {
             resources,
-            entitlements: entitlements.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+            entitlements: entitlements
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
             disabled_users,
         })
     }

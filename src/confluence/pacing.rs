@@ -57,9 +57,8 @@ pub(crate) struct Budget {
 impl Budget {
     /// The budget an answer carries; `None` without usable limit and remaining headers.
     pub(crate) fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let number = |name: &str| -> Option<u32> {
-            headers.get(name)?.to_str().ok()?.trim().parse().ok()
-        };
+        let number =
+            |name: &str| -> Option<u32> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
         let limit = number("x-ratelimit-limit").filter(|l| *l > 0)?;
         let remaining = number("x-ratelimit-remaining")?.min(limit);
         let near_limit = headers
@@ -344,8 +343,14 @@ mod tests {
         // The whole budget is 100 + 30 s x 200/s = 6100; nearly all of it is used.
         assert!(ok >= 5_700, "only {ok} answers in 30 s");
         let routes = pacer.lock();
-        let refill = routes[Route::GroupMembers.index()].pace.refill().expect("measured");
-        assert!((170.0..=230.0).contains(&refill), "measured refill {refill}");
+        let refill = routes[Route::GroupMembers.index()]
+            .pace
+            .refill()
+            .expect("measured");
+        assert!(
+            (170.0..=230.0).contains(&refill),
+            "measured refill {refill}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -381,7 +386,11 @@ mod tests {
             })
         );
         h.insert("x-ratelimit-limit", HeaderValue::from_static("0"));
-        assert_eq!(Budget::from_headers(&h), None, "a zero budget means nothing");
+        assert_eq!(
+            Budget::from_headers(&h),
+            None,
+            "a zero budget means nothing"
+        );
         h.insert("x-ratelimit-limit", HeaderValue::from_static("lots"));
         assert_eq!(Budget::from_headers(&h), None);
     }
@@ -404,7 +413,10 @@ mod tests {
         // Draining: 60 answers in 0.5 s leave 49, so 10 tokens came back: 20/s.
         for i in 1..=60 {
             let remaining = 99 - i * 50 / 60;
-            pace.observe(t0 + Duration::from_millis(900 + i * 500 / 60), budget(remaining as u32));
+            pace.observe(
+                t0 + Duration::from_millis(900 + i * 500 / 60),
+                budget(remaining as u32),
+            );
         }
         let refill = pace.refill().expect("measured");
         assert!((5.0..=40.0).contains(&refill), "{refill}");

@@ -198,7 +198,10 @@ fn a_cancel_during_the_finish_stops_it_promptly_and_leaves_nothing() {
     fill().expect("fill");
     let finishing = std::thread::spawn(move || writer.finish());
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(!finishing.is_finished(), "16M grants cannot be written in 0.3 s");
+    assert!(
+        !finishing.is_finished(),
+        "16M grants cannot be written in 0.3 s"
+    );
     let cancelled_at = std::time::Instant::now();
     cancel.cancel();
     let result = finishing.join().expect("writer thread");
@@ -213,5 +216,9 @@ fn a_cancel_during_the_finish_stops_it_promptly_and_leaves_nothing() {
         .expect("ls")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
-    assert_eq!(names, ["snap.c1z"], "no work directory or temporary file left");
+    assert_eq!(
+        names,
+        ["snap.c1z"],
+        "no work directory or temporary file left"
+    );
 }
