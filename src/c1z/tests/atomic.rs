@@ -131,21 +131,11 @@ fn missing_parent_directory_is_an_error() {
     ));
 }
 
-#[test]
-fn a_cancelled_writer_publishes_nothing_and_cleans_up() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = out_path(dir.path());
-    fs::write(&out, b"previous snapshot").expect("seed");
-    let opts = options();
-    let cancel = opts.cancel.clone();
-    let mut writer = SnapshotWriter::create(&out, opts).expect("create");
-    writer
-        .put_user(&user("u1", "Ann", None, true))
-        .expect("put user");
-    cancel.cancel();
-    assert!(matches!(writer.finish(), Err(C1zError::Cancelled)));
-    assert_eq!(fs::read(&out).expect("read"), b"previous snapshot");
-    let names: Vec<_> = fs::read_dir(dir.path())
+/// The previous snapshot is still there, and nothing else: no work directory, no
+/// temporary file.
+fn assert_untouched(dir: &std::path::Path, out: &std::path::Path) {
+    assert_eq!(fs::read(out).expect("read"), b"previous snapshot");
+    let names: Vec<_> = fs::read_dir(dir)
         .expect("ls")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
@@ -154,6 +144,33 @@ fn a_cancelled_writer_publishes_nothing_and_cleans_up() {
         ["snap.c1z"],
         "no work directory or temporary file left"
     );
+}
+
+/// A writer (and its cancellation token) whose output already holds a snapshot.
+fn writer_over_a_previous_snapshot() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    tokio_util::sync::CancellationToken,
+    SnapshotWriter,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = out_path(dir.path());
+    fs::write(&out, b"previous snapshot").expect("seed");
+    let opts = options();
+    let cancel = opts.cancel.clone();
+    let writer = SnapshotWriter::create(&out, opts).expect("create");
+    (dir, out, cancel, writer)
+}
+
+#[test]
+fn a_cancelled_writer_publishes_nothing_and_cleans_up() {
+    let (dir, out, cancel, mut writer) = writer_over_a_previous_snapshot();
+    writer
+        .put_user(&user("u1", "Ann", None, true))
+        .expect("put user");
+    cancel.cancel();
+    assert!(matches!(writer.finish(), Err(C1zError::Cancelled)));
+    assert_untouched(dir.path(), &out);
 }
 
 #[test]
@@ -173,12 +190,7 @@ fn a_sync_id_chosen_up_front_is_the_one_written() {
 /// arriving in the middle of it stops the writer within one entitlement.
 #[test]
 fn a_cancel_during_the_finish_stops_it_promptly_and_leaves_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = out_path(dir.path());
-    fs::write(&out, b"previous snapshot").expect("seed");
-    let opts = options();
-    let cancel = opts.cancel.clone();
-    let mut writer = SnapshotWriter::create(&out, opts).expect("create");
+    let (dir, out, cancel, mut writer) = writer_over_a_previous_snapshot();
     let mut fill = || -> crate::c1z::Result<()> {
         writer.put_group(&group("g1", "Everyone"))?;
         for m in 0..20_000 {
@@ -211,14 +223,5 @@ fn a_cancel_during_the_finish_stops_it_promptly_and_leaves_nothing() {
         "stopped after {:?}",
         cancelled_at.elapsed()
     );
-    assert_eq!(fs::read(&out).expect("read"), b"previous snapshot");
-    let names: Vec<_> = fs::read_dir(dir.path())
-        .expect("ls")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    assert_eq!(
-        names,
-        ["snap.c1z"],
-        "no work directory or temporary file left"
-    );
+    assert_untouched(dir.path(), &out);
 }
