@@ -390,17 +390,21 @@ impl SnapshotWriter {
                 self.insert_entitlement(&ent)?;
             }
         }
-        if !self.spaces.contains_key(&space.id) {
-            self.space_order.push(space.id.clone());
+        match self.spaces.get_mut(&space.id) {
+            // Put again: the newer resource, and the permissions already taken are kept.
+            Some(state) => state.resource = resource,
+            None => {
+                self.space_order.push(space.id.clone());
+                self.spaces.insert(
+                    space.id.clone(),
+                    SpaceState {
+                        resource,
+                        complete: false,
+                        pending: BTreeMap::new(),
+                    },
+                );
+            }
         }
-        self.spaces.insert(
-            space.id.clone(),
-            SpaceState {
-                resource,
-                complete: false,
-                pending: BTreeMap::new(),
-            },
-        );
         Ok(())
     }
 
