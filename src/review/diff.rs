@@ -241,16 +241,15 @@ fn memberships(
         b.iter()?,
         |m| m.key.as_str(),
         |side| {
-            let (db, m, added) = match side {
-                Side::Old(m) => (old, m, false),
-                Side::New(m) => (new, m, true),
-                Side::Both(..) => return Ok(()),
+            let Some((m, added)) = side.one_sided() else {
+                return Ok(());
             };
-            if added {
-                counts.memberships_added += 1;
+            let db = if added { new } else { old };
+            *if added {
+                &mut counts.memberships_added
             } else {
-                counts.memberships_removed += 1;
-            }
+                &mut counts.memberships_removed
+            } += 1;
             if !detail {
                 return Ok(());
             }
@@ -280,16 +279,15 @@ fn permissions(
         |side| {
             // A permission still held, perhaps through other groups now, is not a change
             // of access: only what appears or disappears counts.
-            let (db, g, added) = match side {
-                Side::Old(g) => (old, g, false),
-                Side::New(g) => (new, g, true),
-                Side::Both(..) => return Ok(()),
+            let Some((g, added)) = side.one_sided() else {
+                return Ok(());
             };
-            if added {
-                counts.permissions_added += 1;
+            let db = if added { new } else { old };
+            *if added {
+                &mut counts.permissions_added
             } else {
-                counts.permissions_removed += 1;
-            }
+                &mut counts.permissions_removed
+            } += 1;
             if !detail {
                 return Ok(());
             }

@@ -15,6 +15,18 @@ pub(crate) enum Side<T> {
     Both(T, T),
 }
 
+impl<T> Side<T> {
+    /// A key present on one side only: its row, and whether it is the new side's.
+    /// `None` for a key in both.
+    pub(crate) fn one_sided(self) -> Option<(T, bool)> {
+        match self {
+            Side::Old(x) => Some((x, false)),
+            Side::New(x) => Some((x, true)),
+            Side::Both(..) => None,
+        }
+    }
+}
+
 /// Walks `old` and `new` (both ascending by `key`) together, calling `f` per key.
 pub(crate) fn merge_join<T, E>(
     mut old: impl Iterator<Item = Result<T>>,

@@ -82,41 +82,40 @@ pub fn summary_line(c: &ChangeCounts) -> String {
 /// One change as a line. Names from the snapshot are quoted with control characters
 /// escaped, so a crafted display name cannot forge lines or terminal sequences.
 pub fn text_line(change: &Change) -> String {
+    let sign = match change {
+        Change::UserAdded { .. }
+        | Change::MembershipAdded { .. }
+        | Change::PermissionAdded { .. } => '+',
+        _ => '-',
+    };
     match change {
-        Change::UserAdded { user } => format!("+ user {}", user_text(user)),
-        Change::UserRemoved { user } => format!("- user {}", user_text(user)),
+        Change::UserAdded { user } | Change::UserRemoved { user } => {
+            format!("{sign} user {}", user_text(user))
+        }
         Change::UserEnabled { user } => format!("~ user enabled {}", user_text(user)),
         Change::UserDisabled { user } => format!("~ user disabled {}", user_text(user)),
-        Change::MembershipAdded { group, user } => format!(
-            "+ member of group {}: {}",
-            named_text(group),
-            user_text(user)
-        ),
-        Change::MembershipRemoved { group, user } => format!(
-            "- member of group {}: {}",
-            named_text(group),
-            user_text(user)
-        ),
+        Change::MembershipAdded { group, user } | Change::MembershipRemoved { group, user } => {
+            format!(
+                "{sign} member of group {}: {}",
+                named_text(group),
+                user_text(user)
+            )
+        }
         Change::PermissionAdded {
             space,
             permission,
             principal,
             direct,
             via_groups,
-        } => format!(
-            "+ permission {permission:?} on space {}: {}{}",
-            named_text(space),
-            principal_text(principal),
-            via_text(*direct, via_groups)
-        ),
-        Change::PermissionRemoved {
+        }
+        | Change::PermissionRemoved {
             space,
             permission,
             principal,
             direct,
             via_groups,
         } => format!(
-            "- permission {permission:?} on space {}: {}{}",
+            "{sign} permission {permission:?} on space {}: {}{}",
             named_text(space),
             principal_text(principal),
             via_text(*direct, via_groups)
@@ -151,4 +150,91 @@ fn via_text(direct: bool, via: &[Named]) -> String {
 /// Ids are plain in practice; escape anyway, they come from the file.
 fn esc(s: &str) -> String {
     s.escape_debug().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::review::{Named, Principal, UserRef};
+
+    #[test]
+    fn each_change_line_carries_its_sign() {
+        let user = UserRef {
+            id: "u1".into(),
+            name: "Ann".into(),
+            email: None,
+        };
+        let group = Named {
+            id: "g1".into(),
+            name: "Admins".into(),
+        };
+        let permission = |added: bool| {
+            let (space, permission) = (
+                Named {
+                    id: "100".into(),
+                    name: "Eng".into(),
+                },
+                "read-space".to_string(),
+            );
+            let principal = Principal {
+                principal_type: "user".into(),
+                id: "u1".into(),
+                name: "Ann".into(),
+            };
+            if added {
+                Change::PermissionAdded {
+                    space,
+                    permission,
+                    principal,
+                    direct: true,
+                    via_groups: vec![],
+                }
+            } else {
+                Change::PermissionRemoved {
+                    space,
+                    permission,
+                    principal,
+                    direct: true,
+                    via_groups: vec![],
+                }
+            }
+        };
+        let lines: Vec<String> = [
+            Change::UserAdded { user: user.clone() },
+            Change::UserRemoved { user: user.clone() },
+            Change::UserEnabled { user: user.clone() },
+            Change::UserDisabled { user: user.clone() },
+            Change::MembershipAdded {
+                group: group.clone(),
+                user: user.clone(),
+            },
+            Change::MembershipRemoved {
+                group,
+                user: user.clone(),
+            },
+            permission(true),
+            permission(false),
+        ]
+        .iter()
+        .map(text_line)
+        .collect();
+        let starts: Vec<&str> = lines
+            .iter()
+            .map(|l| l.split(" \"").next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                "+ user",
+                "- user",
+                "~ user enabled",
+                "~ user disabled",
+                "+ member of group",
+                "- member of group",
+                "+ permission",
+                "- permission",
+            ],
+            "{lines:#?}"
+        );
+    }
 }
