@@ -228,6 +228,21 @@ fn users(
     )
 }
 
+/// Counts a key found in one snapshot only, and hands it back with the snapshot to
+/// describe it from and whether it was added; `None` for a key in both (not a change
+/// of access, whatever else changed about it) or when only counts are wanted.
+fn tally<'d, T>(
+    side: Side<T>,
+    old: &'d SnapshotDb,
+    new: &'d SnapshotDb,
+    (added_count, removed_count): (&mut u64, &mut u64),
+    detail: bool,
+) -> Option<(&'d SnapshotDb, T, bool)> {
+    let (row, added) = side.one_sided()?;
+    *if added { added_count } else { removed_count } += 1;
+    detail.then_some((if added { new } else { old }, row, added))
+}
+
 fn memberships(
     old: &SnapshotDb,
     new: &SnapshotDb,
@@ -241,18 +256,13 @@ fn memberships(
         b.iter()?,
         |m| m.key.as_str(),
         |side| {
-            let Some((m, added)) = side.one_sided() else {
+            let counters = (
+                &mut counts.memberships_added,
+                &mut counts.memberships_removed,
+            );
+            let Some((db, m, added)) = tally(side, old, new, counters, detail) else {
                 return Ok(());
             };
-            let db = if added { new } else { old };
-            *if added {
-                &mut counts.memberships_added
-            } else {
-                &mut counts.memberships_removed
-            } += 1;
-            if !detail {
-                return Ok(());
-            }
             let group = named(db.group_name(&m.group_id)?, m.group_id);
             let user = lookup_user(db, m.account_id)?;
             emit(if added {
@@ -279,18 +289,13 @@ fn permissions(
         |side| {
             // A permission still held, perhaps through other groups now, is not a change
             // of access: only what appears or disappears counts.
-            let Some((g, added)) = side.one_sided() else {
+            let counters = (
+                &mut counts.permissions_added,
+                &mut counts.permissions_removed,
+            );
+            let Some((db, g, added)) = tally(side, old, new, counters, detail) else {
                 return Ok(());
             };
-            let db = if added { new } else { old };
-            *if added {
-                &mut counts.permissions_added
-            } else {
-                &mut counts.permissions_removed
-            } += 1;
-            if !detail {
-                return Ok(());
-            }
             let (space, permission, principal, direct, via_groups) = permission_parts(db, g)?;
             emit(if added {
                 Change::PermissionAdded {
