@@ -118,6 +118,11 @@ fn hash_value(hash: &mut Sha256, value: ValueRef<'_>) {
 /// Rows and digest of every table (all columns but `id`, sorted) and of the schema.
 fn digests(db: &Path) -> BTreeMap<String, (u64, String)> {
     let conn = rusqlite::Connection::open(db).expect("open decoded snapshot");
+    // Every index agrees with its table, every page is well formed.
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity check");
+    assert_eq!(check, "ok", "integrity of the decoded snapshot");
     let mut out = BTreeMap::new();
     let mut digest = |name: &str, sql: &str| {
         let mut stmt = conn.prepare(sql).expect("prepare");

@@ -43,6 +43,16 @@ pub enum C1zError {
     /// More distinct member accounts than a snapshot can number (over four billion).
     #[error("too many distinct member accounts")]
     TooManyAccounts,
+    /// More grants, entitlements or principals than a snapshot can number (over four
+    /// billion), or a grant row over 4 GiB.
+    #[error("too many grants for one snapshot")]
+    TooManyGrants,
+    /// A grant id that is not `<entitlement id>:<principal type>:<principal id>`.
+    #[error("grant id {0:?} does not follow <entitlement>:<principal type>:<principal id>")]
+    GrantId(String),
+    /// The schema has an index on `v1_grants` the grant loader does not fill.
+    #[error("index {0:?} on v1_grants is not one the grant loader builds")]
+    UnknownGrantIndex(String),
     /// A space permission was put for a space already declared complete.
     #[error("permission for space {0:?} after its permissions were declared complete")]
     SpaceComplete(String),

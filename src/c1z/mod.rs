@@ -15,10 +15,13 @@
 //! - Timestamps are written in UTC instead of the host's local time.
 //! - Resource types are written in a fixed order (the reference order is random).
 
+pub(crate) mod btree;
 mod container;
 mod directory;
 mod error;
 mod expand;
+mod grant_load;
+mod grant_spool;
 mod ksuid;
 mod members;
 mod model;

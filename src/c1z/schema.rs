@@ -104,18 +104,13 @@ create table if not exists v1_connector_sessions (
 create unique index if not exists idx_session_store_sync_key_v1 on v1_connector_sessions (sync_id, key);
 ";
 
-/// Grant indexes maintained while loading: rows come grouped by entitlement (hence by
-/// resource) and sorted within it, so each insert touches pages already in the cache.
-pub(crate) const LIVE_GRANT_INDEXES: &str = "
+/// Every index of `v1_grants`. They are created empty with the table; the grant
+/// loader (`grant_load.rs`) fills them, and refuses an index it does not know.
+pub(crate) const GRANT_INDEXES: &str = "
 create index if not exists idx_grants_resource_type_id_resource_id_v1 on v1_grants (resource_type_id, resource_id);
+create index if not exists idx_grants_principal_id_v1 on v1_grants (principal_resource_type_id, principal_resource_id);
 create index if not exists idx_grants_entitlement_id_principal_id_v1 on v1_grants (entitlement_id, principal_resource_type_id, principal_resource_id);
 create index if not exists idx_grants_entitlement_sync_grant_v1 on v1_grants (entitlement_id, sync_id, id);
 create index if not exists idx_grants_sync_expansion_v1 on v1_grants (sync_id) where expansion is not null;
 create index if not exists idx_grants_sync_needs_expansion_v1 on v1_grants (sync_id) where needs_expansion = 1;
-";
-
-/// The principal index, built once all grants are in: expansion inserts its keys
-/// all over the tree, a sorted build is far cheaper.
-pub(crate) const AFTER_LOAD: &str = "
-create index if not exists idx_grants_principal_id_v1 on v1_grants (principal_resource_type_id, principal_resource_id);
 ";

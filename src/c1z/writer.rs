@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use prost::Message;
-use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 use super::container;
 use super::expand::{self, ExpansionClock, GrantRow, PendingEntitlement};
+use super::grant_load::{self, GrantRoots};
+use super::grant_spool::GrantSpool;
 use super::ksuid::new_ksuid;
 use super::members::Members;
 use super::model::{self, GROUP, USER};
@@ -19,18 +21,19 @@ use super::records::{
     ALL_NOUNS, ALL_VERBS, GroupRecord, SpacePermissionRecord, SpaceRecord, SpaceRoleRecord,
     UserRecord,
 };
-use super::schema::{AFTER_LOAD, LIVE_GRANT_INDEXES, SCHEMA};
+use super::schema::{GRANT_INDEXES, SCHEMA};
 use super::time::format_go_timestamp;
 use super::{C1zError, Result};
 
-/// Rows per transaction. Without a journal a commit only writes the dirty pages out,
-/// and the page cache is bounded by `cache_size` whatever the transaction's size, so
-/// large transactions just save rewriting the same hot index pages.
+/// Rows per transaction in the tables SQLite writes itself (resources, entitlements;
+/// grants go through the spool). Without a journal a commit only writes the dirty
+/// pages out, and the page cache is bounded by `cache_size` whatever the
+/// transaction's size, so large transactions just save rewriting hot index pages.
 const BATCH: usize = 250_000;
 
-/// Page size of the work database. Large pages mean fewer B-tree levels and far
-/// fewer page splits while millions of grant rows go in (a quarter less loading
-/// time than the 4 KiB default); every SQLite reader handles any page size.
+/// Page size of the work database. The grant loader writes gigabytes of B-tree
+/// pages: large ones mean fewer pages, levels and page headers (and fewer writes);
+/// every SQLite reader handles any page size.
 const PAGE_SIZE: u32 = 65_536;
 
 /// Name of the work database inside the work directory.
@@ -198,6 +201,9 @@ pub struct SnapshotWriter {
     expansion_clock: ExpansionClock,
     grants: GrantCounts,
     batch: Batch,
+    /// Every grant row, until [`grant_load`] builds `v1_grants` from them at the end.
+    spool: GrantSpool,
+    grant_roots: GrantRoots,
     skipped_permissions: u64,
     skipped_users: u64,
     cancel: CancellationToken,
@@ -243,7 +249,9 @@ impl SnapshotWriter {
         ))?;
         conn.set_prepared_statement_cache_capacity(32);
         conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(LIVE_GRANT_INDEXES)?;
+        conn.execute_batch(GRANT_INDEXES)?;
+        let grant_roots = GrantRoots::read(&conn)?;
+        let spool = GrantSpool::create(work.path())?;
         let cancel = options.cancel.clone();
         // A long statement (index build, expansion join) interrupts itself once the
         // token is cancelled; the caller then sees `Cancelled`, not a SQLite error.
@@ -272,6 +280,8 @@ impl SnapshotWriter {
             expansion_clock: ExpansionClock::new(options.clock),
             grants: GrantCounts::default(),
             batch: Batch { rows: 0 },
+            spool,
+            grant_roots,
             skipped_permissions: 0,
             skipped_users: 0,
             cancel: options.cancel,
@@ -340,8 +350,7 @@ impl SnapshotWriter {
         let ent_id = model::entitlement_id(&model::rid(GROUP, group_id), "member");
         let grant = model::grant(group, ent_id.clone(), model::rid(USER, account_id), vec![]);
         let now = self.now();
-        insert_grant(
-            &mut self.conn.prepare_cached(INSERT_GRANT)?,
+        self.spool.push(
             &self.sync_id,
             &GrantRow {
                 resource_type_id: GROUP,
@@ -356,7 +365,7 @@ impl SnapshotWriter {
             },
         )?;
         self.grants.memberships += 1;
-        self.batch.wrote(&self.conn)
+        Ok(())
     }
 
     /// Declares a group's member list complete: its grants can be expanded from now
@@ -522,11 +531,6 @@ impl SnapshotWriter {
             }
         }
         let expanded_at_end = started.elapsed();
-        self.conn.execute_batch("COMMIT")?;
-        self.check_cancelled()?;
-        self.conn.execute_batch("BEGIN")?;
-        // Expansion would have scattered this index's keys: build it sorted, at the end.
-        self.conn.execute_batch(AFTER_LOAD)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO v1_sync_runs (sync_id, started_at, ended_at, sync_token, sync_type,
@@ -541,7 +545,6 @@ impl SnapshotWriter {
             ])?;
         self.conn.execute_batch("COMMIT")?;
         let counts = self.counts()?;
-        let indexed = started.elapsed();
 
         self.check_cancelled()?;
         let Self {
@@ -553,6 +556,8 @@ impl SnapshotWriter {
             cancel,
             work,
             grants,
+            spool,
+            grant_roots,
             ..
         } = self;
         // Readers expect a plain rollback-journal file with nothing pending beside it.
@@ -561,6 +566,17 @@ impl SnapshotWriter {
             return Err(C1zError::JournalMode(mode));
         }
         conn.close().map_err(|(_, e)| e)?;
+        // The grants go in last, as pages of their own behind what SQLite wrote.
+        let spool = spool.seal()?;
+        grant_load::load(
+            &spool,
+            &work.path().join(WORK_DB),
+            &grant_roots,
+            &sync_id,
+            &cancel,
+        )?;
+        spool.remove()?;
+        let indexed = started.elapsed();
         let written = container::write_atomic(&work.path().join(WORK_DB), &out, &cancel)?;
         drop(work);
         tracing::debug!(
@@ -632,13 +648,12 @@ impl SnapshotWriter {
     /// Writes every grant of one space entitlement, expanded.
     fn write_entitlement(&mut self, space_id: &str, slug: &str) -> Result<()> {
         let Self {
-            conn,
             sync_id,
             spaces,
             members,
             expansion_clock,
             grants,
-            batch,
+            spool,
             ..
         } = self;
         let Some(space) = spaces.get_mut(space_id) else {
@@ -647,17 +662,13 @@ impl SnapshotWriter {
         let Some(pending) = space.pending.remove(slug) else {
             return Ok(());
         };
-        let mut insert = conn.prepare_cached(INSERT_GRANT)?;
         let written = expand::entitlement_rows(
             &space.resource,
             space_id,
             &pending,
             members,
             expansion_clock,
-            |row| {
-                insert_grant(&mut insert, sync_id, row)?;
-                batch.wrote(conn)
-            },
+            |row| spool.push(sync_id, row),
         )?;
         grants.space_direct += written.direct;
         grants.expanded += written.expanded;
@@ -755,32 +766,4 @@ impl SnapshotWriter {
             disabled_users,
         })
     }
-}
-
-/// The statement [`insert_grant`] runs.
-const INSERT_GRANT: &str = "INSERT INTO v1_grants (resource_type_id, resource_id, entitlement_id,
-         principal_resource_type_id, principal_resource_id, external_id, expansion,
-         needs_expansion, data, sync_id, discovered_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-     ON CONFLICT (external_id, sync_id) DO NOTHING";
-
-/// Inserts one grant row. Grants are unique by construction (memberships and
-/// permissions are de-duplicated before they get here), so the conflict clause only
-/// guards against ids that collide through their `:` separators; unlike an update it
-/// lets SQLite reuse the uniqueness probe for the insert itself.
-fn insert_grant(insert: &mut CachedStatement<'_>, sync_id: &str, row: &GrantRow<'_>) -> Result<()> {
-    insert.execute(params![
-        row.resource_type_id,
-        row.resource_id,
-        row.entitlement_id,
-        row.principal_type,
-        row.principal_id,
-        row.external_id,
-        row.expansion,
-        row.expansion.is_some(),
-        row.data,
-        sync_id,
-        row.discovered_at
-    ])?;
-    Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod atomic;
 mod expansion;
+mod grant_ids;
 mod rows;
 mod schema;
 mod support;
