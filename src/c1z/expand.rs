@@ -5,9 +5,8 @@
 //! depends on is in: the space's permissions and the member lists of the groups the
 //! entitlement is granted to. The writer calls it during the fetch whenever a space or
 //! a group completes, so that little is left for the end. Every row comes out final
-//! (sources complete), so nothing is ever read back or rewritten, and the rows of one
-//! entitlement come out sorted by grant id, which keeps the grant indexes' inserts
-//! local.
+//! (sources complete), so nothing is ever read back or rewritten; the rows of one
+//! entitlement come out sorted by grant id.
 //!
 //! For an expandable grant of entitlement D to group G (source S = `group:G:member`)
 //! and each member U of G, D is granted to U:

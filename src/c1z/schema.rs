@@ -4,14 +4,10 @@
 //! (including the `v1_resources` index names that do not match their columns),
 //! so readers' `CREATE … IF NOT EXISTS` statements find everything in place.
 //!
-//! Grant rows arrive one space entitlement at a time, sorted by grant id (see
-//! `expand.rs`), so the keys of most grant indexes grow in a few places at once and
-//! stay cheap to maintain while loading: [`SCHEMA`] creates every table and the
-//! unique keys, [`LIVE_GRANT_INDEXES`] the grant indexes kept up to date from the
-//! start. Only the principal index would take its keys all over the tree (every
-//! entitlement touches thousands of users); [`AFTER_LOAD`] builds it in one sorted
-//! pass at the end. Readers find indexes by name, so the order in `sqlite_master`
-//! differs from the SDK's without effect.
+//! [`SCHEMA`] creates every table and the unique keys, [`GRANT_INDEXES`] the other
+//! grant indexes; all of `v1_grants` stays empty in SQLite's hands and is filled at
+//! the end by `grant_load.rs`, page by page. Readers find indexes by name, so the
+//! order in `sqlite_master` differs from the SDK's without effect.
 
 /// Tables in the SDK's creation order, their unique keys and the
 /// indexes of the small tables.
