@@ -108,11 +108,8 @@ pub(crate) fn load(
     sync_id: &str,
     cancel: &CancellationToken,
 ) -> Result<u64> {
-    let file = PageFile::open(db).map_err(|e| C1zError::io("open", db, e))?;
-    let principals = File::open(&spool.principals_path)
-        .map_err(|e| C1zError::io("open", &spool.principals_path, e))?;
     let started = Instant::now();
-    let mut loader = Loader::new(spool, file, principals, db, sync_id, cancel);
+    let mut loader = Loader::new(spool, db, sync_id, cancel)?;
     let ordered = started.elapsed();
     loader.external_sync_index(roots.external_sync)?;
     let unique = started.elapsed();
@@ -222,12 +219,13 @@ struct Loader<'a> {
 impl<'a> Loader<'a> {
     fn new(
         spool: &'a SealedSpool,
-        file: PageFile,
-        principals: File,
         db: &'a Path,
         sync_id: &'a str,
         cancel: &'a CancellationToken,
-    ) -> Self {
+    ) -> Result<Self> {
+        let file = PageFile::open(db).map_err(|e| C1zError::io("open", db, e))?;
+        let principals = File::open(&spool.principals_path)
+            .map_err(|e| C1zError::io("open", &spool.principals_path, e))?;
         let mut runs = spool.runs.clone();
         runs.sort_unstable();
         let mut starts = Vec::with_capacity(spool.entitlements.len() + 1);
@@ -238,7 +236,7 @@ impl<'a> Loader<'a> {
             }
             starts.push(next);
         }
-        Self {
+        Ok(Self {
             spool,
             file,
             principals,
@@ -251,7 +249,7 @@ impl<'a> Loader<'a> {
             skipped: Vec::new(),
             key: Vec::new(),
             steps: 0,
-        }
+        })
     }
 
     fn step(&mut self) -> Result<()> {

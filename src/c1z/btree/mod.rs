@@ -846,14 +846,32 @@ impl TableBuilder {
     }
 
     fn prepare(&mut self, file: &PageFile) -> io::Result<()> {
-        if !self.root_checked {
-            self.geometry.check()?;
-            check_same_page_size(file, &self.geometry)?;
-            file.check_empty_root(self.root, TABLE_LEAF)?;
-            self.root_checked = true;
-        }
-        Ok(())
+        check_root_once(
+            &mut self.root_checked,
+            &self.geometry,
+            file,
+            self.root,
+            TABLE_LEAF,
+        )
     }
+}
+
+/// Before a builder's first page: its geometry is sound, matches the file, and its
+/// root is the empty leaf of the right type SQLite created.
+fn check_root_once(
+    checked: &mut bool,
+    geometry: &Geometry,
+    file: &PageFile,
+    root: u32,
+    leaf_type: u8,
+) -> io::Result<()> {
+    if !*checked {
+        geometry.check()?;
+        check_same_page_size(file, geometry)?;
+        file.check_empty_root(root, leaf_type)?;
+        *checked = true;
+    }
+    Ok(())
 }
 
 fn check_same_page_size(file: &PageFile, geometry: &Geometry) -> io::Result<()> {
@@ -954,13 +972,13 @@ impl IndexBuilder {
     }
 
     fn prepare(&mut self, file: &PageFile) -> io::Result<()> {
-        if !self.root_checked {
-            self.geometry.check()?;
-            check_same_page_size(file, &self.geometry)?;
-            file.check_empty_root(self.root, INDEX_LEAF)?;
-            self.root_checked = true;
-        }
-        Ok(())
+        check_root_once(
+            &mut self.root_checked,
+            &self.geometry,
+            file,
+            self.root,
+            INDEX_LEAF,
+        )
     }
 }
 
@@ -1031,18 +1049,22 @@ fn parse_record(record: &[u8], spans: &mut Vec<Span>) -> bool {
     start == record.len()
 }
 
+fn field_bytes(record: &[u8], span: Span) -> &[u8] {
+    record.get(span.start..span.end).unwrap_or_default()
+}
+
 /// The value of a field found by `parse_record`.
 fn field(record: &[u8], span: Span) -> Field<'_> {
-    let bytes = record.get(span.start..span.end).unwrap_or_default();
+    let bytes = field_bytes(record, span);
     match span.serial {
         0 => Field::Null,
         8 => Field::Integer(0),
         9 => Field::Integer(1),
         1..=6 => {
+            // Big-endian two's complement: start from the sign, shift bytes in.
             let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
-            let mut wide = [if negative { 0xff } else { 0 }; 8];
-            wide[8 - bytes.len()..].copy_from_slice(bytes);
-            Field::Integer(i64::from_be_bytes(wide))
+            let start = if negative { -1 } else { 0 };
+            Field::Integer(bytes.iter().fold(start, |v, &b| (v << 8) | i64::from(b)))
         }
         n if n % 2 == 0 => Field::Blob(bytes),
         _ => Field::Text(bytes),
@@ -1060,8 +1082,13 @@ fn compare_fields(a: Field<'_>, b: Field<'_>) -> Ordering {
 /// Orders two parsed records like an index with BINARY collation and ascending
 /// columns.
 fn compare_parsed(a: &[u8], a_fields: &[Span], b: &[u8], b_fields: &[Span]) -> Ordering {
-    for (x, y) in a_fields.iter().zip(b_fields) {
-        let order = compare_fields(field(a, *x), field(b, *y));
+    for (&x, &y) in a_fields.iter().zip(b_fields) {
+        let order = if x.serial == y.serial && x.serial >= 12 {
+            // Text or blob of the same length: the bytes decide.
+            field_bytes(a, x).cmp(field_bytes(b, y))
+        } else {
+            compare_fields(field(a, x), field(b, y))
+        };
         if order != Ordering::Equal {
             return order;
         }
