@@ -482,20 +482,22 @@ impl Page {
         cell_space(len) + CELL_POINTER <= self.top.saturating_sub(used)
     }
 
-    /// Adds the cell `prefix` + `body` (the prefix is an interior cell's child pointer).
-    fn push_cell(&mut self, prefix: &[u8], body: &[u8]) -> io::Result<()> {
-        let len = prefix.len() + body.len();
+    /// Adds the cell made of `parts` in order (so callers need not assemble it).
+    fn push_cell(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let len = parts.iter().map(|p| p.len()).sum();
         if !self.fits(len) {
             return Err(io::Error::other(format!(
                 "cell of {len} bytes does not fit its page"
             )));
         }
         let start = self.top - cell_space(len);
-        let (head, tail) = self.buf[start..self.top].split_at_mut(prefix.len());
-        head.copy_from_slice(prefix);
-        let (body_dst, pad) = tail.split_at_mut(body.len());
-        body_dst.copy_from_slice(body);
-        pad.fill(0);
+        let mut dst = &mut self.buf[start..self.top];
+        for part in parts {
+            let (head, rest) = dst.split_at_mut(part.len());
+            head.copy_from_slice(part);
+            dst = rest;
+        }
+        dst.fill(0);
         let pointer = self.header + CELL_POINTER * self.cells;
         // The content area starts at most at page size - MIN_CELL, below 65536.
         self.buf[pointer..pointer + CELL_POINTER].copy_from_slice(&(start as u16).to_be_bytes());
@@ -577,11 +579,11 @@ impl Level {
             let page_no = self.write_new(file, self.pending_child)?;
             self.pending = false;
             self.page.clear();
-            self.page.push_cell(prefix, sep)?;
+            self.page.push_cell(&[prefix, sep])?;
             return Ok(Some(page_no));
         }
         if self.page.fits(prefix.len() + sep.len()) {
-            self.page.push_cell(prefix, sep)?;
+            self.page.push_cell(&[prefix, sep])?;
         } else {
             self.pending = true;
             self.pending_child = child;
@@ -714,12 +716,12 @@ impl Levels {
         } else {
             &[]
         };
-        current.page.push_cell(prefix, &current.pending_sep)?;
+        current.page.push_cell(&[prefix, &current.pending_sep])?;
         self.push(file, level + 1, page_no, sep)
     }
 }
 
-/// Writes the part of a payload that does not stay in its cell to overflow pages.
+/// The page buffer of overflow chains, kept apart from the tree's open pages.
 struct Spill {
     page: Vec<u8>,
 }
@@ -731,23 +733,10 @@ impl Spill {
         }
     }
 
-    /// Appends the local part of `payload` to `cell`, then, if some is left, the first
-    /// page of a new overflow chain holding the rest.
-    fn put_payload(
-        &mut self,
-        file: &mut PageFile,
-        geometry: &Geometry,
-        max_local: usize,
-        cell: &mut Vec<u8>,
-        payload: &[u8],
-    ) -> io::Result<()> {
-        let (local, mut rest) = payload.split_at(geometry.local_len(payload.len(), max_local));
-        cell.extend_from_slice(local);
-        if rest.is_empty() {
-            return Ok(());
-        }
+    /// Writes the part of a payload that does not stay in its cell to a new overflow
+    /// chain; returns the chain's first page.
+    fn write_chain(&mut self, file: &mut PageFile, mut rest: &[u8]) -> io::Result<u32> {
         let first = file.allocate();
-        cell.extend_from_slice(&first.to_be_bytes());
         let room = self.page.len() - 4;
         let mut page_no = first;
         loop {
@@ -758,7 +747,7 @@ impl Spill {
             self.page[4 + chunk.len()..].fill(0);
             file.write_page(page_no, &self.page)?;
             if after.is_empty() {
-                return Ok(());
+                return Ok(first);
             }
             page_no = next;
             rest = after;
@@ -772,7 +761,6 @@ pub(crate) struct TableBuilder {
     geometry: Geometry,
     levels: Levels,
     spill: Spill,
-    cell: Vec<u8>,
     rows: u64,
     last_rowid: i64,
     root_checked: bool,
@@ -787,7 +775,6 @@ impl TableBuilder {
             geometry,
             levels: Levels::new(TABLE_LEAF, TABLE_INTERIOR, page_size),
             spill: Spill::new(page_size),
-            cell: Vec::new(),
             rows: 0,
             last_rowid: 0,
             root_checked: false,
@@ -810,24 +797,43 @@ impl TableBuilder {
             )));
         }
         check_payload_len(record.len())?;
-        self.cell.clear();
-        push_varint(&mut self.cell, record.len() as u64);
-        push_varint(&mut self.cell, rowid as u64);
-        let max_local = self.geometry.table_max_local;
-        self.spill
-            .put_payload(file, &self.geometry, max_local, &mut self.cell, record)?;
+        // The cell goes straight into the page from its parts: records are the bulk
+        // of the data, and a copy less is noticeable.
+        let mut size = [0; 9];
+        let size_len = put_varint(record.len() as u64, &mut size);
+        let mut key = [0; 9];
+        let key_len = put_varint(rowid as u64, &mut key);
+        let local_len = self
+            .geometry
+            .local_len(record.len(), self.geometry.table_max_local);
+        let (local, rest) = record.split_at(local_len);
+        let overflow_len = if rest.is_empty() { 0 } else { 4 };
 
         // A table leaf is written as soon as a row does not fit: the row starts the
         // next leaf, so no leaf is ever left empty.
         let leaf = self.levels.level(0)?;
-        if !leaf.page.fits(self.cell.len()) {
+        if !leaf
+            .page
+            .fits(size_len + key_len + local_len + overflow_len)
+        {
             let page_no = leaf.write_new(file, 0)?;
             leaf.page.clear();
             let mut sep = [0; 9];
             let len = put_varint(self.last_rowid as u64, &mut sep);
             self.levels.push(file, 1, page_no, &sep[..len])?;
         }
-        self.levels.level(0)?.page.push_cell(&[], &self.cell)?;
+        let first_overflow = if rest.is_empty() {
+            0
+        } else {
+            self.spill.write_chain(file, rest)?
+        };
+        let overflow = first_overflow.to_be_bytes();
+        self.levels.level(0)?.page.push_cell(&[
+            &size[..size_len],
+            &key[..key_len],
+            local,
+            &overflow[..overflow_len],
+        ])?;
         self.rows += 1;
         self.last_rowid = rowid;
         Ok(())
@@ -946,11 +952,18 @@ impl IndexBuilder {
             ));
         }
         check_payload_len(key.len())?;
+        // Built apart from the page: if it becomes a separator, it moves up as is.
         self.cell.clear();
         push_varint(&mut self.cell, key.len() as u64);
-        let max_local = self.geometry.index_max_local;
-        self.spill
-            .put_payload(file, &self.geometry, max_local, &mut self.cell, key)?;
+        let local_len = self
+            .geometry
+            .local_len(key.len(), self.geometry.index_max_local);
+        let (local, rest) = key.split_at(local_len);
+        self.cell.extend_from_slice(local);
+        if !rest.is_empty() {
+            let first = self.spill.write_chain(file, rest)?;
+            self.cell.extend_from_slice(&first.to_be_bytes());
+        }
         let written = self.levels.level(0)?.push(file, 0, &self.cell)?;
         self.levels.carry(file, 0, written)?;
         self.previous.clear();
