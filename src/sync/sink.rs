@@ -77,9 +77,17 @@ pub struct Sink {
 impl Sink {
     /// Creates the snapshot's work files and starts the writer thread.
     pub fn start(output: &Path, options: SnapshotOptions) -> Result<Self, SyncError> {
+        let cancel = options.cancel.clone();
         let writer = SnapshotWriter::create(output, options)?;
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-        let handle = tokio::task::spawn_blocking(move || write_all(writer, rx));
+        let handle = tokio::task::spawn_blocking(move || {
+            // Cancelling interrupts the writer's SQLite statements, whose errors then
+            // name the interruption; what the caller needs to know is the cancellation.
+            write_all(writer, rx).map_err(|e| match e {
+                _ if cancel.is_cancelled() => SyncError::Cancelled,
+                e => e,
+            })
+        });
         Ok(Self {
             sender: RowSender { tx },
             handle,
