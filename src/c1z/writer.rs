@@ -39,7 +39,7 @@ const PAGE_SIZE: u32 = 65_536;
 /// Name of the work database inside the work directory.
 const WORK_DB: &str = "snapshot.db";
 /// SQLite virtual-machine steps between two looks at the cancellation token: often
-/// enough that index builds and grant expansion stop within milliseconds.
+/// enough that any statement stops within milliseconds.
 const CANCEL_CHECK_STEPS: std::ffi::c_int = 10_000;
 
 /// Options of one snapshot.
@@ -253,8 +253,9 @@ impl SnapshotWriter {
         let grant_roots = GrantRoots::read(&conn)?;
         let spool = GrantSpool::create(work.path())?;
         let cancel = options.cancel.clone();
-        // A long statement (index build, expansion join) interrupts itself once the
-        // token is cancelled; the caller then sees `Cancelled`, not a SQLite error.
+        // A statement running when the token is cancelled interrupts itself; the caller
+        // sees `Cancelled` (see `finish` and the sync's writer thread). Since grants
+        // bypass SQLite no statement here runs long, so this mostly cuts a commit short.
         conn.progress_handler(CANCEL_CHECK_STEPS, Some(move || cancel.is_cancelled()));
         let started_at = options.started_at.unwrap_or_else(options.clock);
         let sync_id = match options.sync_id {
