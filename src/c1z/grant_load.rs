@@ -25,6 +25,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::Instant;
 
 use rusqlite::Connection;
@@ -99,8 +100,27 @@ impl GrantRoots {
     }
 }
 
+/// The B-trees built after the unique index, which all need to know the rows it
+/// left out and nothing else from each other.
+#[derive(Debug, Clone, Copy)]
+enum Tree {
+    // The discriminants number `TREES` slots.
+    Table,
+    Resource,
+    EntitlementPrincipal,
+    EntitlementSyncGrant,
+    SyncExpansion,
+    SyncNeedsExpansion,
+    Principal,
+}
+const TREES: usize = 7;
+
 /// Writes every spooled grant into the closed database at `db`; returns the rows
 /// written (repeated grant ids left out).
+///
+/// The unique index goes first (it finds the rows to leave out), then the table and
+/// the other indexes on one thread per core: they only read the spool and write
+/// pages of their own.
 pub(crate) fn load(
     spool: &SealedSpool,
     db: &Path,
@@ -113,27 +133,48 @@ pub(crate) fn load(
     let ordered = started.elapsed();
     loader.external_sync_index(roots.external_sync)?;
     let unique = started.elapsed();
-    let rows = loader.table(roots.table)?;
-    let table = started.elapsed();
-    loader.resource_index(roots.resource)?;
-    loader.entitlement_indexes(roots.entitlement_principal, roots.entitlement_sync_grant)?;
-    loader.expandable_index(roots.sync_expansion)?;
-    loader.expandable_index(roots.sync_needs_expansion)?;
-    let by_entitlement = started.elapsed();
-    loader.principal_index(roots.principal)?;
-    let by_principal = started.elapsed();
+    // Longest first, so that the last tree to start is a short one.
+    let trees = [
+        (Tree::EntitlementPrincipal, roots.entitlement_principal),
+        (Tree::Table, roots.table),
+        (Tree::Principal, roots.principal),
+        (Tree::Resource, roots.resource),
+        (Tree::EntitlementSyncGrant, roots.entitlement_sync_grant),
+        (Tree::SyncExpansion, roots.sync_expansion),
+        (Tree::SyncNeedsExpansion, roots.sync_needs_expansion),
+    ];
+    let built = loader.build_all(&trees)?;
+    let mut ms = [0u64; TREES];
+    let mut rows = 0;
+    for b in &built {
+        ms[b.tree as usize] = b.elapsed.as_millis() as u64;
+        if let Tree::Table = b.tree {
+            rows = b.rows;
+        }
+    }
     tracing::debug!(
         rows,
         orders_ms = ordered.as_millis() as u64,
         unique_index_ms = (unique - ordered).as_millis() as u64,
-        table_ms = (table - unique).as_millis() as u64,
-        entitlement_indexes_ms = (by_entitlement - table).as_millis() as u64,
-        principal_index_ms = (by_principal - by_entitlement).as_millis() as u64,
+        rest_ms = (started.elapsed() - unique).as_millis() as u64,
+        table_ms = ms[Tree::Table as usize],
+        entitlement_principal_ms = ms[Tree::EntitlementPrincipal as usize],
+        entitlement_sync_grant_ms = ms[Tree::EntitlementSyncGrant as usize],
+        resource_ms = ms[Tree::Resource as usize],
+        principal_ms = ms[Tree::Principal as usize],
         "grants loaded"
     );
     let Loader { file, .. } = loader;
     file.finish().map_err(|e| C1zError::io("write", db, e))?;
     Ok(rows)
+}
+
+/// One tree built: how long it took, and its rows (the table's count; keys of an
+/// index).
+struct Built {
+    tree: Tree,
+    rows: u64,
+    elapsed: std::time::Duration,
 }
 
 /// Orders of the entitlements and principals, as positions.
@@ -212,8 +253,47 @@ struct Loader<'a> {
     starts: Vec<usize>,
     /// Row ids left out (repeated grant ids), ascending.
     skipped: Vec<u32>,
+}
+
+/// One index being written on one thread: its builder and scratch key.
+struct IndexOut<'a> {
+    builder: IndexBuilder,
+    file: &'a PageFile,
+    db: &'a Path,
+    stop: &'a CancellationToken,
     key: Vec<u8>,
-    steps: u32,
+    steps: Steps,
+}
+
+impl IndexOut<'_> {
+    fn push(&mut self, values: &[Value<'_>]) -> Result<()> {
+        self.key.clear();
+        encode_record(values, &mut self.key);
+        self.builder
+            .push(self.file, &self.key)
+            .map_err(|e| C1zError::io("write", self.db, e))?;
+        self.steps.step(self.stop)
+    }
+
+    fn finish(self) -> Result<u64> {
+        self.builder
+            .finish(self.file)
+            .map_err(|e| C1zError::io("write", self.db, e))
+    }
+}
+
+/// Counts rows between two looks at the cancellation token.
+#[derive(Default)]
+struct Steps(u32);
+
+impl Steps {
+    fn step(&mut self, stop: &CancellationToken) -> Result<()> {
+        self.0 = self.0.wrapping_add(1);
+        if self.0.is_multiple_of(CANCEL_EVERY) && stop.is_cancelled() {
+            return Err(C1zError::Cancelled);
+        }
+        Ok(())
+    }
 }
 
 impl<'a> Loader<'a> {
@@ -247,17 +327,7 @@ impl<'a> Loader<'a> {
             runs,
             starts,
             skipped: Vec::new(),
-            key: Vec::new(),
-            steps: 0,
         })
-    }
-
-    fn step(&mut self) -> Result<()> {
-        self.steps = self.steps.wrapping_add(1);
-        if self.steps.is_multiple_of(CANCEL_EVERY) && self.cancel.is_cancelled() {
-            return Err(C1zError::Cancelled);
-        }
-        Ok(())
     }
 
     fn is_skipped(&self, rowid: u32) -> bool {
@@ -290,34 +360,99 @@ impl<'a> Loader<'a> {
         Ok(rows)
     }
 
-    fn push(&mut self, index: &mut IndexBuilder, values: &[Value<'_>]) -> Result<()> {
-        self.key.clear();
-        encode_record(values, &mut self.key);
-        index
-            .push(&mut self.file, &self.key)
-            .map_err(|e| C1zError::io("write", self.db, e))?;
-        self.step()
+    fn index<'s>(&'s self, root: u32, stop: &'s CancellationToken) -> IndexOut<'s> {
+        IndexOut {
+            builder: IndexBuilder::new(root, self.file.page_size()),
+            file: &self.file,
+            db: self.db,
+            stop,
+            key: Vec::new(),
+            steps: Steps::default(),
+        }
     }
 
-    fn finish(&mut self, index: IndexBuilder) -> Result<()> {
-        index
-            .finish(&mut self.file)
-            .map_err(|e| C1zError::io("write", self.db, e))?;
-        Ok(())
+    /// Builds `trees` on one thread per core (at most one per tree), each thread
+    /// taking the next tree in the list when it is done with one. The first error
+    /// stops the others; it is the one returned.
+    fn build_all(&self, trees: &[(Tree, u32)]) -> Result<Vec<Built>> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(trees.len());
+        let next = AtomicUsize::new(0);
+        let stop = self.cancel.child_token();
+        let worker = || -> Result<Vec<Built>> {
+            let mut built = Vec::new();
+            while let Some((tree, root)) = trees.get(next.fetch_add(1, AtomicOrdering::Relaxed)) {
+                let started = Instant::now();
+                match self.build(*tree, *root, &stop) {
+                    Ok(rows) => built.push(Built {
+                        tree: *tree,
+                        rows,
+                        elapsed: started.elapsed(),
+                    }),
+                    Err(e) => {
+                        stop.cancel();
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(built)
+        };
+        let results: Vec<Result<Vec<Built>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads).map(|_| scope.spawn(worker)).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        let mut built = Vec::new();
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(mut b) => built.append(&mut b),
+                // A thread stopped by another's failure reports `Cancelled`.
+                Err(C1zError::Cancelled) if !self.cancel.is_cancelled() => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None if self.cancel.is_cancelled() => Err(C1zError::Cancelled),
+            None => Ok(built),
+        }
     }
 
-    fn new_index(&self, root: u32) -> IndexBuilder {
-        IndexBuilder::new(root, self.file.page_size())
+    fn build(&self, tree: Tree, root: u32, stop: &CancellationToken) -> Result<u64> {
+        match tree {
+            Tree::Table => self.table(root, stop),
+            Tree::Resource => self.resource_index(self.index(root, stop)),
+            Tree::EntitlementPrincipal => self.entitlement_principal_index(self.index(root, stop)),
+            Tree::EntitlementSyncGrant => self.entitlement_sync_grant_index(self.index(root, stop)),
+            Tree::SyncExpansion | Tree::SyncNeedsExpansion => {
+                self.expandable_index(self.index(root, stop))
+            }
+            Tree::Principal => self.principal_index(self.index(root, stop)),
+        }
     }
 
     /// `(external_id, sync_id)`, unique: finds the repeated grant ids on the way.
     fn external_sync_index(&mut self, root: u32) -> Result<()> {
+        let mut skipped = Vec::new();
+        let mut index = self.index(root, self.cancel);
         let spool = self.spool;
         let ents = &spool.entitlements;
         let mut order: Vec<u32> = (0..ents.len() as u32).collect();
         order.sort_unstable_by(|a, b| cmp_with_colon(&ents[*a as usize].id, &ents[*b as usize].id));
-        let mut index = self.new_index(root);
-        let mut previous = String::new();
+        let mut unique = UniqueKeys {
+            sync_id: self.sync_id,
+            previous: String::new(),
+            skipped: &mut skipped,
+        };
         let mut id = String::new();
         let mut i = 0;
         while i < order.len() {
@@ -343,7 +478,7 @@ impl<'a> Loader<'a> {
                     ] {
                         id.push_str(part);
                     }
-                    self.push_unique(&mut index, &mut previous, &id, rowid)?;
+                    unique.push(&mut index, &id, rowid)?;
                 }
             } else {
                 // (grant id, row id) sorted: among equal ids the first row wins.
@@ -356,43 +491,19 @@ impl<'a> Loader<'a> {
                 }
                 rows.sort_unstable();
                 for (grant, rowid) in rows {
-                    self.push_unique(&mut index, &mut previous, &grant, rowid)?;
+                    unique.push(&mut index, &grant, rowid)?;
                 }
             }
             i = end;
         }
-        self.skipped.sort_unstable();
-        self.finish(index)
-    }
-
-    /// Pushes one unique-index key unless it repeats the previous one, whose row then
-    /// is left out everywhere.
-    fn push_unique(
-        &mut self,
-        index: &mut IndexBuilder,
-        previous: &mut String,
-        grant: &str,
-        rowid: u32,
-    ) -> Result<()> {
-        if grant == previous.as_str() {
-            self.skipped.push(rowid);
-            return Ok(());
-        }
-        self.push(
-            index,
-            &[
-                Value::Text(grant),
-                Value::Text(self.sync_id),
-                Value::Integer(i64::from(rowid)),
-            ],
-        )?;
-        previous.clear();
-        previous.push_str(grant);
+        index.finish()?;
+        skipped.sort_unstable();
+        self.skipped = skipped;
         Ok(())
     }
 
     /// The table itself, from the record file in row id order.
-    fn table(&mut self, root: u32) -> Result<u64> {
+    fn table(&self, root: u32, stop: &CancellationToken) -> Result<u64> {
         let path = &self.spool.records_path;
         let file = File::open(path).map_err(|e| C1zError::io("open", path, e))?;
         let mut reader =
@@ -401,6 +512,7 @@ impl<'a> Loader<'a> {
         let mut table = TableBuilder::new(root, self.file.page_size());
         let mut record = Vec::new();
         let mut len = [0u8; 4];
+        let mut steps = Steps::default();
         for rowid in 1..=self.spool.rows {
             reader
                 .read_exact(&mut len)
@@ -413,17 +525,17 @@ impl<'a> Loader<'a> {
                 continue;
             }
             table
-                .push(&mut self.file, i64::from(rowid), &record)
+                .push(&self.file, i64::from(rowid), &record)
                 .map_err(|e| C1zError::io("write", self.db, e))?;
-            self.step()?;
+            steps.step(stop)?;
         }
         table
-            .finish(&mut self.file)
+            .finish(&self.file)
             .map_err(|e| C1zError::io("write", self.db, e))
     }
 
     /// `(resource_type_id, resource_id)`: resources in order, each one's rows by row id.
-    fn resource_index(&mut self, root: u32) -> Result<()> {
+    fn resource_index(&self, mut index: IndexOut<'_>) -> Result<u64> {
         let spool = self.spool;
         let mut resources: Vec<(&str, &str, Vec<u32>)> = Vec::new();
         let mut numbers: HashMap<(&str, &str), usize> = HashMap::new();
@@ -436,7 +548,6 @@ impl<'a> Loader<'a> {
             resources[n].2.push(e as u32);
         }
         resources.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        let mut index = self.new_index(root);
         for (resource_type, resource_id, ents) in &resources {
             let mut runs: Vec<Run> = ents
                 .iter()
@@ -447,97 +558,80 @@ impl<'a> Loader<'a> {
                 if self.is_skipped(rowid) {
                     continue;
                 }
-                self.push(
-                    &mut index,
-                    &[
-                        Value::Text(resource_type),
-                        Value::Text(resource_id),
-                        Value::Integer(i64::from(rowid)),
-                    ],
-                )?;
+                index.push(&[
+                    Value::Text(resource_type),
+                    Value::Text(resource_id),
+                    Value::Integer(i64::from(rowid)),
+                ])?;
             }
         }
-        self.finish(index)
+        index.finish()
     }
 
-    /// `(entitlement_id, principal_resource_type_id, principal_resource_id)` and
-    /// `(entitlement_id, sync_id, id)`: entitlements in order, rows by principal and by
-    /// row id.
-    fn entitlement_indexes(&mut self, by_principal_root: u32, by_grant_root: u32) -> Result<()> {
+    /// `(entitlement_id, principal_resource_type_id, principal_resource_id)`:
+    /// entitlements in order, each one's rows by principal.
+    fn entitlement_principal_index(&self, mut index: IndexOut<'_>) -> Result<u64> {
         let spool = self.spool;
-        let order = std::mem::take(&mut self.orders.entitlements);
-        let mut by_principal = self.new_index(by_principal_root);
-        for e in &order {
+        for e in &self.orders.entitlements {
             let ent = &spool.entitlements[*e as usize].id;
             let mut rows = self.rows_of(*e)?;
             rows.sort_unstable_by_key(|(p, _)| self.orders.principal_rank[*p as usize]);
             for (p, rowid) in rows {
                 let principal = &spool.principals[p as usize];
-                self.push(
-                    &mut by_principal,
-                    &[
-                        Value::Text(ent),
-                        Value::Text(&principal.resource_type),
-                        Value::Text(&principal.id),
-                        Value::Integer(i64::from(rowid)),
-                    ],
-                )?;
+                index.push(&[
+                    Value::Text(ent),
+                    Value::Text(&principal.resource_type),
+                    Value::Text(&principal.id),
+                    Value::Integer(i64::from(rowid)),
+                ])?;
             }
         }
-        self.finish(by_principal)?;
-        let mut by_grant = self.new_index(by_grant_root);
-        for e in &order {
+        index.finish()
+    }
+
+    /// `(entitlement_id, sync_id, id)`: entitlements in order, each one's rows by row
+    /// id.
+    fn entitlement_sync_grant_index(&self, mut index: IndexOut<'_>) -> Result<u64> {
+        let spool = self.spool;
+        for e in &self.orders.entitlements {
             let ent = &spool.entitlements[*e as usize].id;
-            let rows: Vec<u32> = self
-                .runs_of(*e)
-                .iter()
-                .flat_map(Run::rows)
-                .filter(|rowid| !self.is_skipped(*rowid))
-                .collect();
-            for rowid in rows {
+            for rowid in self.runs_of(*e).iter().flat_map(Run::rows) {
+                if self.is_skipped(rowid) {
+                    continue;
+                }
                 // `id` is the row id (an INTEGER PRIMARY KEY), and the key ends with the
                 // row id as every index key does.
-                self.push(
-                    &mut by_grant,
-                    &[
-                        Value::Text(ent),
-                        Value::Text(self.sync_id),
-                        Value::Integer(i64::from(rowid)),
-                        Value::Integer(i64::from(rowid)),
-                    ],
-                )?;
+                index.push(&[
+                    Value::Text(ent),
+                    Value::Text(self.sync_id),
+                    Value::Integer(i64::from(rowid)),
+                    Value::Integer(i64::from(rowid)),
+                ])?;
             }
         }
-        self.orders.entitlements = order;
-        self.finish(by_grant)
+        index.finish()
     }
 
     /// `(sync_id) where expansion is not null` and `(sync_id) where needs_expansion =
     /// 1`: both hold exactly the group grants.
-    fn expandable_index(&mut self, root: u32) -> Result<()> {
-        let spool = self.spool;
-        let mut index = self.new_index(root);
-        for rowid in &spool.expandable {
+    fn expandable_index(&self, mut index: IndexOut<'_>) -> Result<u64> {
+        for rowid in &self.spool.expandable {
             if self.is_skipped(*rowid) {
                 continue;
             }
-            self.push(
-                &mut index,
-                &[Value::Text(self.sync_id), Value::Integer(i64::from(*rowid))],
-            )?;
+            index.push(&[Value::Text(self.sync_id), Value::Integer(i64::from(*rowid))])?;
         }
-        self.finish(index)
+        index.finish()
     }
 
     /// `(principal_resource_type_id, principal_resource_id)`: a counting sort by
     /// principal, one slice of principals (at most [`PRINCIPAL_SLICE`] rows, unless
     /// one principal alone has more) per pass over the principal file.
-    fn principal_index(&mut self, root: u32) -> Result<()> {
+    fn principal_index(&self, mut index: IndexOut<'_>) -> Result<u64> {
         let spool = self.spool;
         let mut counts = vec![0usize; spool.principals.len()];
-        self.scan_principals(|_, p| counts[p as usize] += 1)?;
-        let order = std::mem::take(&mut self.orders.principals);
-        let mut index = self.new_index(root);
+        self.scan_principals(index.stop, |_, p| counts[p as usize] += 1)?;
+        let order = &self.orders.principals;
         let mut slot = vec![usize::MAX; spool.principals.len()];
         let mut placed: Vec<u32> = Vec::new();
         let mut start = 0;
@@ -553,7 +647,7 @@ impl<'a> Loader<'a> {
             }
             placed.clear();
             placed.resize(rows, 0);
-            self.scan_principals(|rowid, p| {
+            self.scan_principals(index.stop, |rowid, p| {
                 let s = &mut slot[p as usize];
                 if *s != usize::MAX {
                     placed[*s] = rowid;
@@ -565,31 +659,26 @@ impl<'a> Loader<'a> {
                 let principal = &spool.principals[*p as usize];
                 let count = counts[*p as usize];
                 for rowid in &placed[next..next + count] {
-                    self.key.clear();
-                    encode_record(
-                        &[
-                            Value::Text(&principal.resource_type),
-                            Value::Text(&principal.id),
-                            Value::Integer(i64::from(*rowid)),
-                        ],
-                        &mut self.key,
-                    );
-                    index
-                        .push(&mut self.file, &self.key)
-                        .map_err(|e| C1zError::io("write", self.db, e))?;
-                    self.step()?;
+                    index.push(&[
+                        Value::Text(&principal.resource_type),
+                        Value::Text(&principal.id),
+                        Value::Integer(i64::from(*rowid)),
+                    ])?;
                 }
                 next += count;
                 slot[*p as usize] = usize::MAX;
             }
             start = end;
         }
-        self.orders.principals = order;
-        self.finish(index)
+        index.finish()
     }
 
     /// Calls `each(row id, principal)` for every kept row, in row id order.
-    fn scan_principals(&self, mut each: impl FnMut(u32, u32)) -> Result<()> {
+    fn scan_principals(
+        &self,
+        stop: &CancellationToken,
+        mut each: impl FnMut(u32, u32),
+    ) -> Result<()> {
         let path = &self.spool.principals_path;
         let file = File::open(path).map_err(|e| C1zError::io("open", path, e))?;
         let mut reader = BufReader::with_capacity(READ_BUFFER, file);
@@ -597,7 +686,7 @@ impl<'a> Loader<'a> {
         let mut rowid = 0u32;
         let mut left = self.spool.rows as usize * 4;
         while left > 0 {
-            if self.cancel.is_cancelled() {
+            if stop.is_cancelled() {
                 return Err(C1zError::Cancelled);
             }
             let n = left.min(chunk.len());
@@ -615,6 +704,31 @@ impl<'a> Loader<'a> {
             }
             left -= n;
         }
+        Ok(())
+    }
+}
+
+/// Keys of the unique grant-id index: a key repeating the previous one is not
+/// written, and its row is left out everywhere.
+struct UniqueKeys<'a> {
+    sync_id: &'a str,
+    previous: String,
+    skipped: &'a mut Vec<u32>,
+}
+
+impl UniqueKeys<'_> {
+    fn push(&mut self, index: &mut IndexOut<'_>, grant: &str, rowid: u32) -> Result<()> {
+        if grant == self.previous.as_str() {
+            self.skipped.push(rowid);
+            return Ok(());
+        }
+        index.push(&[
+            Value::Text(grant),
+            Value::Text(self.sync_id),
+            Value::Integer(i64::from(rowid)),
+        ])?;
+        self.previous.clear();
+        self.previous.push_str(grant);
         Ok(())
     }
 }

@@ -21,6 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 
 #[cfg(test)]
 mod tests;
@@ -183,8 +184,9 @@ pub(crate) struct PageFile {
     page_size: usize,
     /// Pages the file held when opened; every root page is one of them.
     existing: u32,
-    /// Highest page number handed out (or `existing`).
-    last: u32,
+    /// Highest page number handed out (or `existing`); builders on several threads
+    /// share the file.
+    last: AtomicU32,
 }
 
 impl PageFile {
@@ -220,7 +222,7 @@ impl PageFile {
             file,
             page_size,
             existing,
-            last: existing,
+            last: AtomicU32::new(existing),
         })
     }
 
@@ -229,16 +231,25 @@ impl PageFile {
     }
 
     /// A fresh page number past the end of the file.
-    pub(crate) fn allocate(&mut self) -> u32 {
+    pub(crate) fn allocate(&self) -> u32 {
         // Past the limit every call returns the same number, which `write_page` refuses.
-        self.last = self.last.saturating_add(1);
-        self.last
+        let update =
+            self.last
+                .fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, |n| {
+                    Some(n.saturating_add(1))
+                });
+        let (Ok(previous) | Err(previous)) = update;
+        previous.saturating_add(1)
+    }
+
+    fn last(&self) -> u32 {
+        self.last.load(AtomicOrdering::Relaxed)
     }
 
     /// Writes one full page (len == page_size) at `page_no` (1-based). Use positioned
     /// writes (std::os::unix::fs::FileExt::write_all_at); pages are mostly written in
     /// increasing order.
-    pub(crate) fn write_page(&mut self, page_no: u32, page: &[u8]) -> io::Result<()> {
+    pub(crate) fn write_page(&self, page_no: u32, page: &[u8]) -> io::Result<()> {
         if page.len() != self.page_size {
             return Err(invalid_input(format!(
                 "page of {} bytes in a file of {}-byte pages",
@@ -247,10 +258,11 @@ impl PageFile {
             )));
         }
         // Page 1 starts with the file header and holds the schema: never ours.
-        if page_no < 2 || page_no > self.last || page_no > MAX_PAGE_NO {
+        let last = self.last();
+        if page_no < 2 || page_no > last || page_no > MAX_PAGE_NO {
             return Err(invalid_input(format!(
                 "page {page_no} is not a page of this file (1..={})",
-                self.last.min(MAX_PAGE_NO)
+                last.min(MAX_PAGE_NO)
             )));
         }
         self.file.write_all_at(page, self.offset(page_no))
@@ -261,14 +273,14 @@ impl PageFile {
     /// version-valid-for (offset 92) set equal to it, so SQLite trusts the size field.
     /// Then flushes (no fsync needed).
     pub(crate) fn finish(mut self) -> io::Result<()> {
-        if self.last > MAX_PAGE_NO {
+        let last = self.last();
+        if last > MAX_PAGE_NO {
             return Err(invalid_input("more pages than SQLite allows".to_string()));
         }
-        let needed = self.offset(self.last) + self.page_size as u64;
+        let needed = self.offset(last) + self.page_size as u64;
         if self.file.metadata()?.len() < needed {
             return Err(invalid_input(format!(
-                "pages up to {} were allocated but not all written",
-                self.last
+                "pages up to {last} were allocated but not all written"
             )));
         }
         let mut counter = [0; 4];
@@ -276,7 +288,7 @@ impl PageFile {
         let counter = u32::from_be_bytes(counter).wrapping_add(1).to_be_bytes();
         let mut counter_and_size = [0; 8];
         counter_and_size[..4].copy_from_slice(&counter);
-        counter_and_size[4..].copy_from_slice(&self.last.to_be_bytes());
+        counter_and_size[4..].copy_from_slice(&last.to_be_bytes());
         self.file.write_all_at(&counter_and_size, 24)?;
         self.file.write_all_at(&counter, 92)?;
         self.file.flush()
@@ -568,7 +580,7 @@ impl Level {
 
     /// Adds an entry; returns the page written out to make room, whose separator is
     /// then left in `pending_sep` for the parent level.
-    fn push(&mut self, file: &mut PageFile, child: u32, sep: &[u8]) -> io::Result<Option<u32>> {
+    fn push(&mut self, file: &PageFile, child: u32, sep: &[u8]) -> io::Result<Option<u32>> {
         let child_bytes = child.to_be_bytes();
         let prefix: &[u8] = if self.page.interior() {
             &child_bytes
@@ -593,13 +605,13 @@ impl Level {
         Ok(None)
     }
 
-    fn write_new(&mut self, file: &mut PageFile, right_child: u32) -> io::Result<u32> {
+    fn write_new(&mut self, file: &PageFile, right_child: u32) -> io::Result<u32> {
         let page_no = file.allocate();
         self.write(file, page_no, right_child)?;
         Ok(page_no)
     }
 
-    fn write(&mut self, file: &mut PageFile, page_no: u32, right_child: u32) -> io::Result<()> {
+    fn write(&mut self, file: &PageFile, page_no: u32, right_child: u32) -> io::Result<()> {
         file.write_page(page_no, self.page.seal(right_child))?;
         self.written += 1;
         Ok(())
@@ -642,13 +654,7 @@ impl Levels {
     }
 
     /// Adds an entry to `level` and carries written pages up the tree.
-    fn push(
-        &mut self,
-        file: &mut PageFile,
-        level: usize,
-        child: u32,
-        sep: &[u8],
-    ) -> io::Result<()> {
+    fn push(&mut self, file: &PageFile, level: usize, child: u32, sep: &[u8]) -> io::Result<()> {
         let written = self.level(level)?.push(file, child, sep)?;
         self.carry(file, level, written)
     }
@@ -657,7 +663,7 @@ impl Levels {
     /// writes pages in turn.
     fn carry(
         &mut self,
-        file: &mut PageFile,
+        file: &PageFile,
         mut level: usize,
         mut written: Option<u32>,
     ) -> io::Result<()> {
@@ -676,7 +682,7 @@ impl Levels {
     }
 
     /// Writes the last page of every level, the top one into `root`.
-    fn finish(mut self, file: &mut PageFile, root: u32) -> io::Result<Shape> {
+    fn finish(mut self, file: &PageFile, root: u32) -> io::Result<Shape> {
         let mut shape = Shape::default();
         let mut right_child = 0;
         for level in 0.. {
@@ -698,7 +704,7 @@ impl Levels {
     /// The last entry at `level` did not fit the full page and nothing follows it: the
     /// full page gives up its last cell so the entry can start a page that is not
     /// empty. The page then ends with that cell's child and separator instead.
-    fn lend_tail(&mut self, file: &mut PageFile, level: usize) -> io::Result<()> {
+    fn lend_tail(&mut self, file: &PageFile, level: usize) -> io::Result<()> {
         let current = self.level(level)?;
         let mut last = Vec::new();
         current.page.pop_cell(&mut last)?;
@@ -735,7 +741,7 @@ impl Spill {
 
     /// Writes the part of a payload that does not stay in its cell to a new overflow
     /// chain; returns the chain's first page.
-    fn write_chain(&mut self, file: &mut PageFile, mut rest: &[u8]) -> io::Result<u32> {
+    fn write_chain(&mut self, file: &PageFile, mut rest: &[u8]) -> io::Result<u32> {
         let first = file.allocate();
         let room = self.page.len() - 4;
         let mut page_no = first;
@@ -783,12 +789,7 @@ impl TableBuilder {
 
     /// `record` is an encoded record (see encode_record). Errors (InvalidInput) if rowid
     /// is not greater than the previous one.
-    pub(crate) fn push(
-        &mut self,
-        file: &mut PageFile,
-        rowid: i64,
-        record: &[u8],
-    ) -> io::Result<()> {
+    pub(crate) fn push(&mut self, file: &PageFile, rowid: i64, record: &[u8]) -> io::Result<()> {
         self.prepare(file)?;
         if self.rows > 0 && rowid <= self.last_rowid {
             return Err(invalid_input(format!(
@@ -841,11 +842,11 @@ impl TableBuilder {
 
     /// Writes the remaining pages and the top node into `root_page`. With no rows
     /// pushed, writes an empty leaf (type 0x0D) at the root. Returns rows pushed.
-    pub(crate) fn finish(self, file: &mut PageFile) -> io::Result<u64> {
+    pub(crate) fn finish(self, file: &PageFile) -> io::Result<u64> {
         self.finish_shape(file).map(|(rows, _)| rows)
     }
 
-    fn finish_shape(mut self, file: &mut PageFile) -> io::Result<(u64, Shape)> {
+    fn finish_shape(mut self, file: &PageFile) -> io::Result<(u64, Shape)> {
         self.prepare(file)?;
         let shape = self.levels.finish(file, self.root)?;
         Ok((self.rows, shape))
@@ -937,7 +938,7 @@ impl IndexBuilder {
         }
     }
 
-    pub(crate) fn push(&mut self, file: &mut PageFile, key: &[u8]) -> io::Result<()> {
+    pub(crate) fn push(&mut self, file: &PageFile, key: &[u8]) -> io::Result<()> {
         self.prepare(file)?;
         // Each key is parsed once; the previous key's fields are kept for the next.
         if !parse_record(key, &mut self.fields) {
@@ -974,11 +975,11 @@ impl IndexBuilder {
     }
 
     /// Like TableBuilder::finish; an empty index gets an empty leaf (0x0A) at the root.
-    pub(crate) fn finish(self, file: &mut PageFile) -> io::Result<u64> {
+    pub(crate) fn finish(self, file: &PageFile) -> io::Result<u64> {
         self.finish_shape(file).map(|(keys, _)| keys)
     }
 
-    fn finish_shape(mut self, file: &mut PageFile) -> io::Result<(u64, Shape)> {
+    fn finish_shape(mut self, file: &PageFile) -> io::Result<(u64, Shape)> {
         self.prepare(file)?;
         let shape = self.levels.finish(file, self.root)?;
         Ok((self.keys, shape))

@@ -335,10 +335,10 @@ fn encode_record_writes_what_sqlite_writes() {
     // And SQLite reads our record back as the same values.
     let by_us = dir.path().join("ours.db");
     let root = create_db(&by_us, 512, &schema)["r"];
-    let mut file = PageFile::open(&by_us).expect("page file");
+    let file = PageFile::open(&by_us).expect("page file");
     let mut table = TableBuilder::new(root, 512);
-    table.push(&mut file, 7, &ours).expect("push");
-    assert_eq!(table.finish(&mut file).expect("finish"), 1);
+    table.push(&file, 7, &ours).expect("push");
+    assert_eq!(table.finish(&file).expect("finish"), 1);
     file.finish().expect("finish file");
     let conn = Connection::open(&by_us).expect("open");
     assert_integrity(&conn);
@@ -668,16 +668,16 @@ fn build_grants(
     roots: &BTreeMap<String, u32>,
     grants: &[Grant],
 ) -> BTreeMap<&'static str, Shape> {
-    let mut file = PageFile::open(path).expect("page file");
+    let file = PageFile::open(path).expect("page file");
     let page_size = file.page_size();
     let mut shapes = BTreeMap::new();
     let mut table = TableBuilder::new(roots["v1_grants"], page_size);
     for grant in grants {
         table
-            .push(&mut file, grant.rowid, &grant.record())
+            .push(&file, grant.rowid, &grant.record())
             .expect("push row");
     }
-    let (rows, shape) = table.finish_shape(&mut file).expect("finish table");
+    let (rows, shape) = table.finish_shape(&file).expect("finish table");
     assert_eq!(rows, grants.len() as u64);
     shapes.insert("v1_grants", shape);
     let mut key = Vec::new();
@@ -688,9 +688,9 @@ fn build_grants(
             key.clear();
             let values: Vec<Value<'_>> = cols.iter().map(Col::value).collect();
             encode_record(&values, &mut key);
-            builder.push(&mut file, &key).expect("push key");
+            builder.push(&file, &key).expect("push key");
         }
-        let (count, shape) = builder.finish_shape(&mut file).expect("finish index");
+        let (count, shape) = builder.finish_shape(&file).expect("finish index");
         assert_eq!(count, keys.len() as u64);
         shapes.insert(index.name, shape);
     }
@@ -952,13 +952,13 @@ fn build_small(template: &Path, path: &Path, rows: &[Small]) -> [Shape; 3] {
     let conn = Connection::open(path).expect("open");
     let roots = root_pages(&conn);
     drop(conn);
-    let mut file = PageFile::open(path).expect("page file");
+    let file = PageFile::open(path).expect("page file");
     let page_size = file.page_size();
     let mut table = TableBuilder::new(roots["t"], page_size);
     for row in rows {
         let b = row.b.clone().map_or(Col::Null, Col::Blob);
         let rec = record(&[Col::Null, text(&row.a), b]);
-        table.push(&mut file, row.rowid, &rec).expect("push");
+        table.push(&file, row.rowid, &rec).expect("push");
     }
     let mut a_keys: Vec<Vec<Col>> = rows
         .iter()
@@ -974,13 +974,13 @@ fn build_small(template: &Path, path: &Path, rows: &[Small]) -> [Shape; 3] {
         .collect();
     b_keys.sort();
     let mut shapes = Vec::new();
-    shapes.push(table.finish_shape(&mut file).expect("finish").1);
+    shapes.push(table.finish_shape(&file).expect("finish").1);
     for (name, keys) in [("t_a", a_keys), ("t_b", b_keys)] {
         let mut index = IndexBuilder::new(roots[name], page_size);
         for key in &keys {
-            index.push(&mut file, &record(key)).expect("push key");
+            index.push(&file, &record(key)).expect("push key");
         }
-        let (count, shape) = index.finish_shape(&mut file).expect("finish index");
+        let (count, shape) = index.finish_shape(&file).expect("finish index");
         assert_eq!(count, keys.len() as u64);
         shapes.push(shape);
     }
@@ -1115,13 +1115,13 @@ fn leaves_filled_exactly() {
     let index_text = "i".repeat(text_len_for(81, true));
     for (rows, keys) in [(4usize, 6usize), (5, 7)] {
         std::fs::copy(&template, &path).expect("copy");
-        let mut file = PageFile::open(&path).expect("open");
+        let file = PageFile::open(&path).expect("open");
         let mut table = TableBuilder::new(roots["t"], 512);
         for rowid in 100..100 + rows as i64 {
             let rec = record(&[Col::Null, text(&table_text)]);
-            table.push(&mut file, rowid, &rec).expect("push");
+            table.push(&file, rowid, &rec).expect("push");
         }
-        let shape = table.finish_shape(&mut file).expect("finish").1;
+        let shape = table.finish_shape(&file).expect("finish").1;
         assert_eq!(shape.height, if rows == 4 { 1 } else { 2 });
         assert!(shape.tail_fixups.is_empty());
 
@@ -1129,13 +1129,13 @@ fn leaves_filled_exactly() {
         let mut index = IndexBuilder::new(roots["u_a"], 512);
         for rowid in 100..100 + keys as i64 {
             let rec = record(&[Col::Null, text(&index_text)]);
-            u.push(&mut file, rowid, &rec).expect("push");
+            u.push(&file, rowid, &rec).expect("push");
             let key = record(&[text(&index_text), Col::Int(rowid)]);
             assert_eq!(key.len(), 81);
-            index.push(&mut file, &key).expect("push");
+            index.push(&file, &key).expect("push");
         }
-        u.finish(&mut file).expect("finish");
-        let shape = index.finish_shape(&mut file).expect("finish").1;
+        u.finish(&file).expect("finish");
+        let shape = index.finish_shape(&file).expect("finish").1;
         assert_eq!(shape.height, if keys == 6 { 1 } else { 2 });
         // The 7th key does not fit: the full leaf gives up the 6th as separator.
         let expected_fixups: &[usize] = if keys == 6 { &[] } else { &[0] };
@@ -1195,18 +1195,18 @@ fn indexed_integer_primary_key_holds_the_rowid_twice() {
     ];
     for (name, key_of, valid) in layouts {
         std::fs::copy(&template, &path).expect("copy");
-        let mut file = PageFile::open(&path).expect("open");
+        let file = PageFile::open(&path).expect("open");
         let mut table = TableBuilder::new(roots["g"], 1024);
         let mut index = IndexBuilder::new(roots["g_ent_sync_id"], 1024);
         for rowid in 1..=300 {
             let rec = record(&[Col::Null, text("e"), text("s")]);
-            table.push(&mut file, rowid, &rec).expect("push");
+            table.push(&file, rowid, &rec).expect("push");
             index
-                .push(&mut file, &record(&key_of(rowid)))
+                .push(&file, &record(&key_of(rowid)))
                 .expect("push key");
         }
-        table.finish(&mut file).expect("finish");
-        index.finish(&mut file).expect("finish");
+        table.finish(&file).expect("finish");
+        index.finish(&file).expect("finish");
         file.finish().expect("finish file");
         let conn = Connection::open(&path).expect("open");
         // Wrong layouts make integrity_check report missing rows, or fail outright.
@@ -1240,22 +1240,20 @@ fn builders_refuse_bad_input() {
         "{SMALL_SCHEMA} create table n (x); create index n_x on n (x); insert into n values (1);"
     );
     let roots = create_db(&path, 1024, &schema);
-    let mut file = PageFile::open(&path).expect("open");
+    let file = PageFile::open(&path).expect("open");
     let rec = record(&[Col::Null, text("a"), Col::Null]);
 
     let mut table = TableBuilder::new(roots["t"], 1024);
-    table.push(&mut file, 5, &rec).expect("push");
+    table.push(&file, 5, &rec).expect("push");
     for rowid in [5, 4, i64::MIN] {
-        let err = table
-            .push(&mut file, rowid, &rec)
-            .expect_err("out of order");
+        let err = table.push(&file, rowid, &rec).expect_err("out of order");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
-    table.push(&mut file, 6, &rec).expect("push after refusal");
+    table.push(&file, 6, &rec).expect("push after refusal");
 
     let mut index = IndexBuilder::new(roots["t_a"], 1024);
     let b = record(&[text("b"), Col::Int(1)]);
-    index.push(&mut file, &b).expect("push");
+    index.push(&file, &b).expect("push");
     for key in [
         b.clone(),
         record(&[text("a"), Col::Int(9)]),
@@ -1264,7 +1262,7 @@ fn builders_refuse_bad_input() {
         vec![0x05, 0x01],
         record(&[text("c"), Col::Int(2)])[..3].to_vec(),
     ] {
-        let err = index.push(&mut file, &key).expect_err("refused");
+        let err = index.push(&file, &key).expect_err("refused");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{key:?}");
     }
 
@@ -1278,12 +1276,12 @@ fn builders_refuse_bad_input() {
         (roots["t_b"], 1000),
     ] {
         let err = IndexBuilder::new(root, page_size)
-            .push(&mut file, &b)
+            .push(&file, &b)
             .expect_err("bad root");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{root}");
     }
     let err = TableBuilder::new(roots["t_a"], 1024)
-        .finish(&mut file)
+        .finish(&file)
         .expect_err("index root for a table");
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
 
@@ -1361,7 +1359,7 @@ fn finish_patches_the_header() {
     let dir = TempDir::new().expect("tempdir");
     let (path, _) = small_file(&dir);
     let before = std::fs::read(&path).expect("read");
-    let mut file = PageFile::open(&path).expect("open");
+    let file = PageFile::open(&path).expect("open");
     let pages = before.len() / 1024;
     assert_eq!(be32(&before, 28) as usize, pages);
     let page = vec![0x5a; 1024];
@@ -1467,14 +1465,14 @@ fn speed() {
         );
     });
 
-    let mut file = PageFile::open(&path).expect("open");
+    let file = PageFile::open(&path).expect("open");
     let start = Instant::now();
     let cpu_start = thread_cpu_time();
     let mut table = TableBuilder::new(roots["v1_grants"], 65_536);
     for (i, record) in records.iter().enumerate() {
-        table.push(&mut file, i as i64 + 1, record).expect("push");
+        table.push(&file, i as i64 + 1, record).expect("push");
     }
-    table.finish(&mut file).expect("finish");
+    table.finish(&file).expect("finish");
     let table_time = start.elapsed();
     let table_cpu = thread_cpu_time() - cpu_start;
     // The same keys go into two indexes that are dropped below as well, and the
@@ -1486,9 +1484,9 @@ fn speed() {
         let cpu_start = thread_cpu_time();
         let mut index = IndexBuilder::new(roots[name], 65_536);
         for key in keys.iter() {
-            index.push(&mut file, key).expect("push");
+            index.push(&file, key).expect("push");
         }
-        assert_eq!(index.finish(&mut file).expect("finish"), ROWS as u64);
+        assert_eq!(index.finish(&file).expect("finish"), ROWS as u64);
         index_time = index_time.min(start.elapsed());
         index_cpu = index_cpu.min(thread_cpu_time() - cpu_start);
     }
