@@ -161,13 +161,11 @@ pub(crate) fn entitlement_rows(
             pairs.extend(group_members.iter().map(|m| (*m, index)));
         }
     }
-    // By account id, then by source: one run per user, runs in grant id order.
-    pairs.sort_unstable_by(|a, b| {
-        members
-            .account(a.0)
-            .cmp(members.account(b.0))
-            .then(a.1.cmp(&b.1))
-    });
+    // By account id, then by source: one run per user, runs in grant id order. Each
+    // complete group's members come sorted by account id, and the groups in source
+    // order, so a stable sort by account merges those runs (and passes over a single
+    // one) instead of sorting from scratch.
+    pairs.sort_by(|a, b| members.account(a.0).cmp(members.account(b.0)));
     pairs.dedup();
 
     let entitlement = (!pairs.is_empty())

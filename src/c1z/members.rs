@@ -12,7 +12,8 @@ use super::{C1zError, Result};
 /// One group's members.
 #[derive(Debug, Default)]
 struct GroupMembers {
-    /// Account numbers in the order first seen, each once.
+    /// Account numbers, each once: in the order first seen while the walk is open,
+    /// by account id once complete.
     members: Vec<u32>,
     /// What `members` holds, while the walk is open; dropped once complete.
     seen: Option<HashSet<u32>>,
@@ -76,22 +77,23 @@ impl Members {
         Ok(true)
     }
 
-    /// Declares the group's member list final; unknown groups are ignored.
+    /// Declares the group's member list final and sorts it by account id; unknown
+    /// groups are ignored.
     pub(crate) fn complete(&mut self, group_id: &str) {
         if let Some(group) = self.groups.get_mut(group_id) {
-            group.seen = None;
-            group.members.shrink_to_fit();
+            close(group, &self.accounts);
         }
     }
 
     /// Declares every member list final.
     pub(crate) fn complete_all(&mut self) {
         for group in self.groups.values_mut() {
-            group.seen = None;
+            close(group, &self.accounts);
         }
     }
 
-    /// The members of a listed group, as account numbers; `None` if never listed.
+    /// The members of a listed group, as account numbers, by account id once the
+    /// group is complete; `None` if never listed.
     pub(crate) fn of(&self, group_id: &str) -> Option<&[u32]> {
         self.groups.get(group_id).map(|g| g.members.as_slice())
     }
@@ -105,12 +107,32 @@ impl Members {
     }
 }
 
+/// Expansion walks members in account id order: sorting each list once here saves
+/// sorting it again for every entitlement the group holds.
+fn close(group: &mut GroupMembers, accounts: &[Arc<str>]) {
+    if group.seen.take().is_some() {
+        let account = |n: &u32| accounts.get(*n as usize).map(|a| &**a).unwrap_or_default();
+        group
+            .members
+            .sort_unstable_by(|a, b| account(a).cmp(account(b)));
+        group.members.shrink_to_fit();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn names<'a>(m: &'a Members, group: &str) -> Vec<&'a str> {
+        m.of(group)
+            .expect("listed")
+            .iter()
+            .map(|n| m.account(*n))
+            .collect()
+    }
+
     #[test]
-    fn members_are_kept_once_in_first_seen_order() {
+    fn members_are_kept_once_and_sorted_by_account_once_complete() {
         let mut m = Members::default();
         m.list_group("g1");
         m.list_group("g2");
@@ -121,16 +143,14 @@ mod tests {
             "a repeat is no new member"
         );
         assert!(m.add("g2", "b").expect("add"));
-        let names = |g| -> Vec<&str> {
-            m.of(g)
-                .expect("listed")
-                .iter()
-                .map(|n| m.account(*n))
-                .collect()
-        };
-        assert_eq!(names("g1"), ["b", "a"]);
-        assert_eq!(names("g2"), ["b"]);
+        assert_eq!(names(&m, "g1"), ["b", "a"], "first seen while open");
+        assert_eq!(names(&m, "g2"), ["b"]);
         assert_eq!(m.of("g3"), None);
+        m.complete("g1");
+        assert_eq!(names(&m, "g1"), ["a", "b"]);
+        assert!(m.add("g2", "0").expect("add"));
+        m.complete_all();
+        assert_eq!(names(&m, "g2"), ["0", "b"]);
     }
 
     #[test]

@@ -144,6 +144,11 @@ fn put_varint(v: u64, buf: &mut [u8; 9]) -> usize {
 }
 
 fn push_varint(out: &mut Vec<u8>, v: u64) {
+    // Most serial types and header sizes are below 128.
+    if v < 0x80 {
+        out.push(v as u8);
+        return;
+    }
     let mut buf = [0; 9];
     let len = put_varint(v, &mut buf);
     out.extend_from_slice(&buf[..len]);
