@@ -504,11 +504,7 @@ impl<'a> Loader<'a> {
 
     /// The table itself, from the record file in row id order.
     fn table(&self, root: u32, stop: &CancellationToken) -> Result<u64> {
-        let path = &self.spool.records_path;
-        let file = File::open(path).map_err(|e| C1zError::io("open", path, e))?;
-        let mut reader =
-            zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(READ_BUFFER, file))
-                .map_err(|e| C1zError::io("decompress", path, e))?;
+        let mut reader = self.records()?;
         let mut table = TableBuilder::new(root, self.file.page_size());
         let mut record = Vec::new();
         let mut len = [0u8; 4];
@@ -520,7 +516,7 @@ impl<'a> Loader<'a> {
                     record.resize(u32::from_le_bytes(len) as usize, 0);
                     reader.read_exact(&mut record)
                 })
-                .map_err(|e| C1zError::io("read", path, e))?;
+                .map_err(|e| C1zError::io("read", &self.spool.records_paths[0], e))?;
             if self.is_skipped(rowid) {
                 continue;
             }
@@ -532,6 +528,21 @@ impl<'a> Loader<'a> {
         table
             .finish(&self.file)
             .map_err(|e| C1zError::io("write", self.db, e))
+    }
+
+    /// The rows of every record file, one after the other.
+    fn records(&self) -> Result<Box<dyn Read + '_>> {
+        let mut reader: Box<dyn Read> = Box::new(std::io::empty());
+        for path in &self.spool.records_paths {
+            let file = File::open(path).map_err(|e| C1zError::io("open", path, e))?;
+            let decoder = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
+                READ_BUFFER,
+                file,
+            ))
+            .map_err(|e| C1zError::io("decompress", path, e))?;
+            reader = Box::new(reader.chain(decoder));
+        }
+        Ok(reader)
     }
 
     /// `(resource_type_id, resource_id)`: resources in order, each one's rows by row id.

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::btree::{Value, encode_record};
@@ -28,18 +28,18 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// write and read back, for less CPU than the page cache's writeback would cost.
 const RECORDS_LEVEL: i32 = -1;
 
-/// File of the encoded rows, zstd-compressed: per row a little-endian `u32` length,
-/// then the record.
-const RECORDS_FILE: &str = "grants.records";
-/// File of the rows' principal numbers: a little-endian `u32` per row.
-const PRINCIPALS_FILE: &str = "grants.principals";
+/// Extension of the file of encoded rows, zstd-compressed: per row a little-endian
+/// `u32` length, then the record.
+const RECORDS_EXTENSION: &str = "records";
+/// Extension of the file of the rows' principal numbers: a little-endian `u32` per row.
+const PRINCIPALS_EXTENSION: &str = "principals";
 
 /// An entitlement grants are made on, and the resource it belongs to.
 #[derive(Debug)]
-pub(crate) struct EntitlementKey {
-    pub(crate) id: String,
-    pub(crate) resource_type: String,
-    pub(crate) resource_id: String,
+pub(crate) struct EntitlementKey<S = String> {
+    pub(crate) id: S,
+    pub(crate) resource_type: S,
+    pub(crate) resource_id: S,
 }
 
 /// A principal grants are made to.
@@ -83,7 +83,8 @@ pub(crate) struct GrantSpool {
 
 /// A spool whose files are complete, ready for [`super::grant_load`].
 pub(crate) struct SealedSpool {
-    pub(crate) records_path: PathBuf,
+    /// The record files, rows in row id order across them.
+    pub(crate) records_paths: Vec<PathBuf>,
     pub(crate) principals_path: PathBuf,
     pub(crate) rows: u32,
     pub(crate) entitlements: Vec<EntitlementKey>,
@@ -98,10 +99,11 @@ fn create(path: &Path) -> Result<BufWriter<File>> {
 }
 
 impl GrantSpool {
-    /// A spool whose files live in `dir` (the writer's work directory).
-    pub(crate) fn create(dir: &Path) -> Result<Self> {
-        let records_path = dir.join(RECORDS_FILE);
-        let principals_path = dir.join(PRINCIPALS_FILE);
+    /// A spool whose files live in `dir` (the writer's work directory), named
+    /// `<name>.records` and `<name>.principals`.
+    pub(crate) fn create(dir: &Path, name: &str) -> Result<Self> {
+        let records_path = dir.join(format!("{name}.{RECORDS_EXTENSION}"));
+        let principals_path = dir.join(format!("{name}.{PRINCIPALS_EXTENSION}"));
         let records = zstd::stream::Encoder::new(create(&records_path)?, RECORDS_LEVEL)
             .map_err(|e| C1zError::io("compress", &records_path, e))?;
         Ok(Self {
@@ -176,6 +178,19 @@ impl GrantSpool {
 
     /// Flushes the files and hands everything to the loader.
     pub(crate) fn seal(self) -> Result<SealedSpool> {
+        self.seal_with(None)
+    }
+
+    /// Seals this spool with the rows of `tail` after its own, as if they had been
+    /// pushed here: `tail`'s row ids follow this spool's, its entitlement and
+    /// principal numbers are renumbered into this spool's, and its record file
+    /// is read after this one's. Lets two threads fill two spools with consecutive
+    /// stretches of rows.
+    pub(crate) fn seal_with(mut self, tail: Option<GrantSpool>) -> Result<SealedSpool> {
+        let mut records_paths = vec![self.records_path.clone()];
+        if let Some(tail) = tail {
+            records_paths.extend(self.append(tail)?);
+        }
         let Self {
             records_path,
             principals_path,
@@ -196,7 +211,7 @@ impl GrantSpool {
             .into_inner()
             .map_err(|e| C1zError::io("write", &principals_path, e.into_error()))?;
         Ok(SealedSpool {
-            records_path,
+            records_paths,
             principals_path,
             rows,
             entitlements,
@@ -204,6 +219,61 @@ impl GrantSpool {
             runs,
             expandable,
         })
+    }
+
+    /// Takes in `tail`'s rows (see [`GrantSpool::seal_with`]); returns its record
+    /// files, complete, and removes its principal file.
+    fn append(&mut self, tail: GrantSpool) -> Result<Vec<PathBuf>> {
+        let sealed = tail.seal()?;
+        let offset = self.rows;
+        self.rows = offset
+            .checked_add(sealed.rows)
+            .ok_or(C1zError::TooManyGrants)?;
+        let principal_numbers = sealed
+            .principals
+            .iter()
+            .map(|key| self.principal(&key.resource_type, &key.id))
+            .collect::<Result<Vec<u32>>>()?;
+        let mut numbers = Vec::new();
+        File::open(&sealed.principals_path)
+            .and_then(|mut file| file.read_to_end(&mut numbers))
+            .map_err(|e| C1zError::io("read", &sealed.principals_path, e))?;
+        for chunk in numbers.chunks_exact(4) {
+            let theirs = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            let ours = principal_numbers
+                .get(theirs as usize)
+                .copied()
+                .ok_or_else(|| {
+                    let why = format!("principal number {theirs} out of range");
+                    let e = io::Error::new(io::ErrorKind::InvalidData, why);
+                    C1zError::io("read", &sealed.principals_path, e)
+                })?;
+            self.principals
+                .write_all(&ours.to_le_bytes())
+                .map_err(|e| C1zError::io("write", &self.principals_path, e))?;
+        }
+        std::fs::remove_file(&sealed.principals_path)
+            .map_err(|e| C1zError::io("remove", &sealed.principals_path, e))?;
+        let entitlement_numbers = sealed
+            .entitlements
+            .iter()
+            .map(|key| self.entitlement_number(key))
+            .collect::<Result<Vec<u32>>>()?;
+        for run in &sealed.runs {
+            // Runs only name entitlements of their own spool.
+            let Some(entitlement) = entitlement_numbers.get(run.entitlement as usize).copied()
+            else {
+                continue;
+            };
+            self.runs.push(Run {
+                entitlement,
+                first: run.first + offset,
+                len: run.len,
+            });
+        }
+        self.expandable
+            .extend(sealed.expandable.iter().map(|rowid| rowid + offset));
+        Ok(sealed.records_paths)
     }
 
     fn entitlement(&mut self, row: &GrantRow<'_>) -> Result<u32> {
@@ -214,17 +284,25 @@ impl GrantSpool {
         {
             return Ok(run.entitlement);
         }
-        if let Some(n) = self.entitlement_numbers.get(row.entitlement_id) {
+        self.entitlement_number(&EntitlementKey {
+            id: row.entitlement_id,
+            resource_type: row.resource_type_id,
+            resource_id: row.resource_id,
+        })
+    }
+
+    fn entitlement_number(&mut self, key: &EntitlementKey<impl AsRef<str>>) -> Result<u32> {
+        if let Some(n) = self.entitlement_numbers.get(key.id.as_ref()) {
             return Ok(*n);
         }
         let n = u32::try_from(self.entitlements.len()).map_err(|_| C1zError::TooManyGrants)?;
         self.entitlements.push(EntitlementKey {
-            id: row.entitlement_id.to_string(),
-            resource_type: row.resource_type_id.to_string(),
-            resource_id: row.resource_id.to_string(),
+            id: key.id.as_ref().to_string(),
+            resource_type: key.resource_type.as_ref().to_string(),
+            resource_id: key.resource_id.as_ref().to_string(),
         });
         self.entitlement_numbers
-            .insert(row.entitlement_id.to_string(), n);
+            .insert(key.id.as_ref().to_string(), n);
         Ok(n)
     }
 
@@ -271,7 +349,7 @@ fn is_grant_id(row: &GrantRow<'_>) -> bool {
 impl SealedSpool {
     /// Deletes the work files early: they are as large as the table built from them.
     pub(crate) fn remove(&self) -> Result<()> {
-        for path in [&self.records_path, &self.principals_path] {
+        for path in self.records_paths.iter().chain([&self.principals_path]) {
             std::fs::remove_file(path).map_err(|e| C1zError::io("remove", path, e))?;
         }
         Ok(())

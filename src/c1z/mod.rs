@@ -20,6 +20,7 @@ mod container;
 mod directory;
 mod error;
 mod expand;
+mod finish_expansion;
 mod grant_load;
 mod grant_spool;
 mod ksuid;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::container;
 use super::expand::{self, ExpansionClock, GrantRow, PendingEntitlement};
+use super::finish_expansion::{self, Leftover, Target};
 use super::grant_load::{self, GrantRoots};
 use super::grant_spool::GrantSpool;
 use super::ksuid::new_ksuid;
@@ -38,6 +39,8 @@ const PAGE_SIZE: u32 = 65_536;
 
 /// Name of the work database inside the work directory.
 const WORK_DB: &str = "snapshot.db";
+/// Name of the grant spool's files in the work directory.
+const GRANT_SPOOL: &str = "grants";
 /// SQLite virtual-machine steps between two looks at the cancellation token: often
 /// enough that any statement stops within milliseconds.
 const CANCEL_CHECK_STEPS: std::ffi::c_int = 10_000;
@@ -199,6 +202,8 @@ pub struct SnapshotWriter {
     ready: VecDeque<(String, String)>,
     groups_listed: bool,
     expansion_clock: ExpansionClock,
+    /// Rows (estimated) left to expand at the end from which two threads share them.
+    pub(crate) parallel_expansion_min_rows: u64,
     grants: GrantCounts,
     batch: Batch,
     /// Every grant row, until [`grant_load`] builds `v1_grants` from them at the end.
@@ -251,7 +256,7 @@ impl SnapshotWriter {
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(GRANT_INDEXES)?;
         let grant_roots = GrantRoots::read(&conn)?;
-        let spool = GrantSpool::create(work.path())?;
+        let spool = GrantSpool::create(work.path(), GRANT_SPOOL)?;
         let cancel = options.cancel.clone();
         // A statement running when the token is cancelled interrupts itself; the caller
         // sees `Cancelled` (see `finish` and the sync's writer thread). Since grants
@@ -279,6 +284,7 @@ impl SnapshotWriter {
             ready: VecDeque::new(),
             groups_listed: false,
             expansion_clock: ExpansionClock::new(options.clock),
+            parallel_expansion_min_rows: finish_expansion::PARALLEL_MIN_ROWS,
             grants: GrantCounts::default(),
             batch: Batch { rows: 0 },
             spool,
@@ -518,19 +524,7 @@ impl SnapshotWriter {
         self.waiting.clear();
         self.waiting_for_listing.clear();
         self.ready.clear();
-        for space_id in std::mem::take(&mut self.space_order) {
-            let slugs: Vec<String> = match self.spaces.get_mut(&space_id) {
-                Some(space) => {
-                    space.complete = true;
-                    space.pending.keys().cloned().collect()
-                }
-                None => continue,
-            };
-            for slug in slugs {
-                self.check_cancelled()?;
-                self.write_entitlement(&space_id, &slug)?;
-            }
-        }
+        let tail_spool = self.expand_leftovers()?;
         let expanded_at_end = started.elapsed();
         self.conn
             .prepare_cached(
@@ -568,7 +562,7 @@ impl SnapshotWriter {
         }
         conn.close().map_err(|(_, e)| e)?;
         // The grants go in last, as pages of their own behind what SQLite wrote.
-        let spool = spool.seal()?;
+        let spool = spool.seal_with(tail_spool)?;
         grant_load::load(
             &spool,
             &work.path().join(WORK_DB),
@@ -601,6 +595,47 @@ impl SnapshotWriter {
             skipped_permissions,
             skipped_users,
         })
+    }
+
+    /// Expands every entitlement still pending, in space order (see
+    /// [`finish_expansion`]); returns the second thread's spool, if one was used.
+    fn expand_leftovers(&mut self) -> Result<Option<GrantSpool>> {
+        let mut pending = Vec::new();
+        for space_id in std::mem::take(&mut self.space_order) {
+            if let Some(space) = self.spaces.get_mut(&space_id) {
+                space.complete = true;
+                let entitlements = std::mem::take(&mut space.pending);
+                pending.push((space_id, entitlements));
+            }
+        }
+        let leftovers: Vec<Leftover<'_>> = pending
+            .into_iter()
+            .filter_map(|(space_id, entitlements)| {
+                let (id, space) = self.spaces.get_key_value(&space_id)?;
+                Some(entitlements.into_values().map(|pending| Leftover {
+                    space: &space.resource,
+                    space_id: id.as_str(),
+                    pending,
+                }))
+            })
+            .flatten()
+            .collect();
+        let (written, tail) = finish_expansion::expand_all(
+            &leftovers,
+            Target {
+                sync_id: &self.sync_id,
+                members: &self.members,
+                spool: &mut self.spool,
+                clock: &mut self.expansion_clock,
+                work_dir: self.work.path(),
+                cancel: &self.cancel,
+                now: self.clock,
+                parallel_min_rows: self.parallel_expansion_min_rows,
+            },
+        )?;
+        self.grants.space_direct += written.direct;
+        self.grants.expanded += written.expanded;
+        Ok(tail)
     }
 
     fn now(&self) -> String {

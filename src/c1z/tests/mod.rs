@@ -6,4 +6,5 @@ mod grant_ids;
 mod rows;
 mod schema;
 mod support;
+mod two_thread_expansion;
 mod volume;
