@@ -25,6 +25,11 @@ use confluence_operator::sync::{SyncOptions, run_sync};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
+/// The operator binary's allocator (see `src/main.rs`), so that peak RSS is the
+/// operator's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Settings {
     presets: Vec<String>,
     /// Presets to replay the reference pattern on.
