@@ -250,7 +250,7 @@ impl SnapshotWriter {
         // rollback journal only cost time; DELETE mode is restored in finish.
         conn.execute_batch(&format!(
             "PRAGMA page_size = {PAGE_SIZE}; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
-             PRAGMA cache_size = -24576; PRAGMA locking_mode = EXCLUSIVE;"
+             PRAGMA cache_size = -8192; PRAGMA locking_mode = EXCLUSIVE;"
         ))?;
         conn.set_prepared_statement_cache_capacity(32);
         conn.execute_batch(SCHEMA)?;
@@ -525,6 +525,10 @@ impl SnapshotWriter {
         self.waiting_for_listing.clear();
         self.ready.clear();
         let tail_spool = self.expand_leftovers()?;
+        // What expansion needed is dead weight from here on, through the grant load
+        // and the compression.
+        self.members = Members::default();
+        self.spaces = HashMap::new();
         let expanded_at_end = started.elapsed();
         self.conn
             .prepare_cached(
