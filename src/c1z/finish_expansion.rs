@@ -138,8 +138,9 @@ pub(crate) fn expand_all(
     }
 }
 
-/// Expands `leftovers` one after the other into `spool`.
-fn expand_run(
+/// Expands `leftovers` one after the other into `spool` (also the writer's way to
+/// write one entitlement during the fetch).
+pub(crate) fn expand_run(
     leftovers: &[Leftover<'_>],
     sync_id: &str,
     members: &Members,

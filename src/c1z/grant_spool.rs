@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::btree::{Value, encode_record};
@@ -234,39 +234,30 @@ impl GrantSpool {
             .iter()
             .map(|key| self.principal(&key.resource_type, &key.id))
             .collect::<Result<Vec<u32>>>()?;
-        let mut numbers = Vec::new();
-        File::open(&sealed.principals_path)
-            .and_then(|mut file| file.read_to_end(&mut numbers))
-            .map_err(|e| C1zError::io("read", &sealed.principals_path, e))?;
-        for chunk in numbers.chunks_exact(4) {
-            let theirs = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-            let ours = principal_numbers
-                .get(theirs as usize)
-                .copied()
-                .ok_or_else(|| {
-                    let why = format!("principal number {theirs} out of range");
-                    let e = io::Error::new(io::ErrorKind::InvalidData, why);
-                    C1zError::io("read", &sealed.principals_path, e)
-                })?;
+        let path = &sealed.principals_path;
+        let mut reader = BufReader::with_capacity(
+            WRITE_BUFFER,
+            File::open(path).map_err(|e| C1zError::io("open", path, e))?,
+        );
+        let mut number = [0u8; 4];
+        for _ in 0..sealed.rows {
+            reader
+                .read_exact(&mut number)
+                .map_err(|e| C1zError::io("read", path, e))?;
+            let ours = renumbered(&principal_numbers, u32::from_le_bytes(number), path)?;
             self.principals
                 .write_all(&ours.to_le_bytes())
                 .map_err(|e| C1zError::io("write", &self.principals_path, e))?;
         }
-        std::fs::remove_file(&sealed.principals_path)
-            .map_err(|e| C1zError::io("remove", &sealed.principals_path, e))?;
+        std::fs::remove_file(path).map_err(|e| C1zError::io("remove", path, e))?;
         let entitlement_numbers = sealed
             .entitlements
             .iter()
             .map(|key| self.entitlement_number(key))
             .collect::<Result<Vec<u32>>>()?;
         for run in &sealed.runs {
-            // Runs only name entitlements of their own spool.
-            let Some(entitlement) = entitlement_numbers.get(run.entitlement as usize).copied()
-            else {
-                continue;
-            };
             self.runs.push(Run {
-                entitlement,
+                entitlement: renumbered(&entitlement_numbers, run.entitlement, path)?,
                 first: run.first + offset,
                 len: run.len,
             });
@@ -325,6 +316,19 @@ impl GrantSpool {
             .insert(id.to_string(), n);
         Ok(n)
     }
+}
+
+/// The number `theirs` has in the spool a tail is appended to. A tail only names its
+/// own entitlements and principals, so a miss means the tail is damaged.
+fn renumbered(ours: &[u32], theirs: u32, tail: &Path) -> Result<u32> {
+    ours.get(theirs as usize).copied().ok_or_else(|| {
+        let why = format!("number {theirs} out of range");
+        C1zError::io(
+            "read",
+            tail,
+            io::Error::new(io::ErrorKind::InvalidData, why),
+        )
+    })
 }
 
 /// Whether the row's grant id is `<entitlement>:<principal type>:<principal id>`.

@@ -10,7 +10,7 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 use super::container;
-use super::expand::{self, ExpansionClock, GrantRow, PendingEntitlement};
+use super::expand::{ExpansionClock, GrantRow, PendingEntitlement};
 use super::finish_expansion::{self, Leftover, Target};
 use super::grant_load::{self, GrantRoots};
 use super::grant_spool::GrantSpool;
@@ -687,31 +687,31 @@ impl SnapshotWriter {
 
     /// Writes every grant of one space entitlement, expanded.
     fn write_entitlement(&mut self, space_id: &str, slug: &str) -> Result<()> {
-        let Self {
-            sync_id,
-            spaces,
-            members,
-            expansion_clock,
-            grants,
-            spool,
-            ..
-        } = self;
-        let Some(space) = spaces.get_mut(space_id) else {
+        let Some(pending) = self
+            .spaces
+            .get_mut(space_id)
+            .and_then(|space| space.pending.remove(slug))
+        else {
             return Ok(());
         };
-        let Some(pending) = space.pending.remove(slug) else {
+        let Some((space_id, space)) = self.spaces.get_key_value(space_id) else {
             return Ok(());
         };
-        let written = expand::entitlement_rows(
-            &space.resource,
+        let leftover = Leftover {
+            space: &space.resource,
             space_id,
-            &pending,
-            members,
-            expansion_clock,
-            |row| spool.push(sync_id, row),
+            pending,
+        };
+        let written = finish_expansion::expand_run(
+            std::slice::from_ref(&leftover),
+            &self.sync_id,
+            &self.members,
+            &mut self.spool,
+            &mut self.expansion_clock,
+            &self.cancel,
         )?;
-        grants.space_direct += written.direct;
-        grants.expanded += written.expanded;
+        self.grants.space_direct += written.direct;
+        self.grants.expanded += written.expanded;
         Ok(())
     }
 
