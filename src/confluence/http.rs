@@ -171,7 +171,7 @@ impl Transport {
             // The route's pace first, without holding an in-flight slot, so that other
             // routes use the slots while this one waits for its budget to refill.
             self.pacer.wait(route).await;
-            let Some(permit) = self.throttle.admit().await else {
+            let Some(permit) = self.throttle.admit(route).await else {
                 return Err(ConfluenceError::InvalidConfig {
                     reason: "request gate closed".into(),
                 });

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use futures::channel::mpsc;
 use futures::{StreamExt, TryStreamExt, stream};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -195,35 +196,66 @@ async fn fetch_everything(
     Ok(())
 }
 
-/// Groups, then each group's members once, many groups at a time.
+/// Groups, and each group's members once, many groups at a time. A group's walk
+/// starts as soon as its page of the list is in: the walk is the longest part of a
+/// sync (see `throttle::priority`), so it should not wait for the whole list.
 async fn groups_and_members(
     client: &ConfluenceClient,
     options: &SyncOptions,
     sender: RowSender,
 ) -> Result<(), SyncError> {
+    let (ids, listed_ids) = mpsc::unbounded();
+    tokio::try_join!(
+        list_groups(client, options, &sender, ids),
+        walk_members(client, options, &sender, listed_ids),
+    )?;
+    Ok(())
+}
+
+/// Lists the groups, handing each new id to the walk once its group is with the
+/// writer (which needs a group before its memberships).
+async fn list_groups(
+    client: &ConfluenceClient,
+    options: &SyncOptions,
+    sender: &RowSender,
+    ids: mpsc::UnboundedSender<String>,
+) -> Result<(), SyncError> {
     let mut pager = client.groups()?;
     // Offsets can shift while groups change; ids keep each group to one walk.
     let mut seen = HashSet::new();
-    let mut ids = Vec::new();
     while let Some(page) = pager.next_page().await? {
         let mut rows = Vec::with_capacity(page.len());
+        let mut new_ids = Vec::with_capacity(page.len());
         for record in page.iter().filter_map(group_record) {
             if seen.insert(record.id.clone()) {
-                ids.push(record.id.clone());
+                new_ids.push(record.id.clone());
                 rows.push(Row::Group(record));
             }
         }
         sender.send(rows).await?;
+        for id in new_ids {
+            // A closed channel means the walk has failed; its error is the one
+            // `groups_and_members` returns.
+            let _ = ids.unbounded_send(id);
+        }
     }
-    drop(seen);
-    info!(groups = ids.len(), pages = pager.pages(), "groups: listed");
+    info!(groups = seen.len(), pages = pager.pages(), "groups: listed");
     sender.send(vec![Row::GroupsListed]).await?;
-
-    let total = ids.len();
     if let Some(p) = &options.progress {
-        p.update(|p| p.groups_total = Some(total as u64));
+        p.update(|p| p.groups_total = Some(seen.len() as u64));
     }
-    let walked = stream::iter(ids.into_iter().enumerate())
+    Ok(())
+}
+
+/// Walks the members of every group the listing hands over, until the listing ends.
+async fn walk_members(
+    client: &ConfluenceClient,
+    options: &SyncOptions,
+    sender: &RowSender,
+    ids: mpsc::UnboundedReceiver<String>,
+) -> Result<(), SyncError> {
+    let (groups, memberships) = ids
+        .enumerate()
         .map(|(index, group_id)| {
             let sender = sender.clone();
             async move {
@@ -232,15 +264,17 @@ async fn groups_and_members(
                     p.update(|p| p.groups_walked += 1);
                 }
                 if (index + 1) % PROGRESS_EVERY == 0 {
-                    info!(walked = index + 1, of = total, "members: progress");
+                    info!(walked = index + 1, "members: progress");
                 }
                 Ok::<u64, SyncError>(members)
             }
         })
         .buffer_unordered(options.concurrency.max(1))
-        .try_fold(0u64, |sum, members| async move { Ok(sum + members) })
+        .try_fold((0u64, 0u64), |(groups, sum), members| async move {
+            Ok((groups + 1, sum + members))
+        })
         .await?;
-    info!(groups = total, memberships = walked, "members: done");
+    info!(groups, memberships, "members: done");
     Ok(())
 }
 
