@@ -52,10 +52,54 @@ pub(crate) struct GrantRow<'a> {
 pub(crate) struct PendingEntitlement {
     pub(crate) verb: &'static str,
     pub(crate) noun: &'static str,
-    /// Group id → when the grant was discovered; the first sighting wins.
-    pub(crate) groups: BTreeMap<String, String>,
-    /// Account id → when the grant was discovered.
-    pub(crate) users: BTreeMap<String, String>,
+    /// Groups granted the entitlement.
+    pub(crate) groups: Principals,
+    /// Accounts granted the entitlement.
+    pub(crate) users: Principals,
+}
+
+/// Principals of one entitlement and when each was first seen.
+///
+/// A large tenant holds a hundred thousand or more of these at once while the member
+/// walk runs (an entitlement waits for its groups), most with one or two entries. A
+/// map allocated a half-kilobyte node for each of them — tens of megabytes of peak
+/// memory — so the entries are kept as a plain list while the space's permissions
+/// arrive and put in id order once they are all in ([`Principals::seal`]).
+#[derive(Debug, Default)]
+pub(crate) struct Principals {
+    /// (id, discovered_at), in arrival order until sealed, then by id, each id once.
+    entries: Vec<(Box<str>, Box<str>)>,
+}
+
+impl Principals {
+    /// Records a sighting; of several sightings of one id the first is kept.
+    pub(crate) fn add(&mut self, id: &str, discovered_at: &str) {
+        self.entries.push((id.into(), discovered_at.into()));
+    }
+
+    /// Sorts the entries by id, keeping each id's first sighting. Done once, when no
+    /// more can come; reading in id order ([`Principals::iter`]) needs it.
+    pub(crate) fn seal(&mut self) {
+        // Stable: among equal ids the first sighting stays first, and is the one kept.
+        self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+        self.entries.dedup_by(|later, earlier| later.0 == earlier.0);
+        self.entries.shrink_to_fit();
+    }
+
+    /// (id, discovered_at), by id once sealed.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(id, at)| (&**id, &**at))
+    }
+
+    /// The ids, in any order before sealing.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(id, _)| &**id)
+    }
+
+    /// Entries (before sealing, an id seen twice counts twice).
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 impl PendingEntitlement {
@@ -63,9 +107,15 @@ impl PendingEntitlement {
         Self {
             verb,
             noun,
-            groups: BTreeMap::new(),
-            users: BTreeMap::new(),
+            groups: Principals::default(),
+            users: Principals::default(),
         }
+    }
+
+    /// Puts both principal lists in id order; see [`Principals::seal`].
+    pub(crate) fn seal(&mut self) {
+        self.groups.seal();
+        self.users.seal();
     }
 
     /// The `<verb>-<noun>` slug.
@@ -130,7 +180,7 @@ pub(crate) fn entitlement_rows(
     // The expansion's inputs: (member, source) pairs of every listed granting group.
     let mut sources: Vec<String> = Vec::new();
     let mut pairs: Vec<(u32, u32)> = Vec::new();
-    for (group_id, discovered_at) in &pending.groups {
+    for (group_id, discovered_at) in pending.groups.iter() {
         let principal = model::rid(GROUP, group_id);
         let grant = model::grant(space, ent_id.clone(), principal, vec![]);
         let source = model::entitlement_id(&model::rid(GROUP, group_id), "member");
@@ -179,7 +229,7 @@ pub(crate) fn entitlement_rows(
     let mut runs = pairs.chunk_by(|a, b| a.0 == b.0).peekable();
     loop {
         // Merge the direct user grants and the expansion runs by account id.
-        let next_direct = direct_users.peek().map(|(id, _)| id.as_str());
+        let next_direct = direct_users.peek().map(|(id, _)| *id);
         let next_run = runs.peek().map(|run| members.account(run[0].0));
         let (account, direct, run) = match (next_direct, next_run) {
             (None, None) => break,
@@ -208,7 +258,7 @@ pub(crate) fn entitlement_rows(
                 }
                 grant.encode_raw(&mut data);
                 written.direct += 1;
-                (grant.id, discovered_at.as_str())
+                (grant.id, discovered_at)
             }
             None => {
                 let grant = Grant {
@@ -259,6 +309,23 @@ pub(crate) fn entitlement_field(ent: &Entitlement) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::c1z::records::SpaceRecord;
+
+    #[test]
+    fn principals_come_out_by_id_with_each_first_sighting() {
+        let mut p = Principals::default();
+        for (id, at) in [("b", "1"), ("a", "2"), ("b", "3"), ("c", "4"), ("a", "5")] {
+            p.add(id, at);
+        }
+        assert_eq!(p.len(), 5, "repeats count until sealed");
+        p.seal();
+        assert_eq!(
+            p.iter().collect::<Vec<_>>(),
+            [("a", "2"), ("b", "1"), ("c", "4")]
+        );
+        assert_eq!(p.ids().collect::<Vec<_>>(), ["a", "b", "c"]);
+        p.seal();
+        assert_eq!(p.len(), 3, "sealing twice changes nothing");
+    }
 
     /// Expansion writes `entitlement_field(D)` followed by the grant encoded
     /// without its entitlement; that must be byte for byte the full encoding.

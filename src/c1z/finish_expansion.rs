@@ -52,7 +52,7 @@ pub(crate) struct Target<'a> {
 fn estimated_rows(pending: &PendingEntitlement, members: &Members) -> u64 {
     let groups: u64 = pending
         .groups
-        .keys()
+        .ids()
         .map(|g| 1 + members.of(g).map_or(0, |m| m.len() as u64))
         .sum();
     groups + pending.users.len() as u64
@@ -179,9 +179,10 @@ mod tests {
             members.add("g1", account).expect("add");
         }
         let mut pending = PendingEntitlement::new("read", "space");
-        pending.groups.insert("g1".into(), String::new());
-        pending.groups.insert("never-listed".into(), String::new());
-        pending.users.insert("a".into(), String::new());
+        pending.groups.add("g1", "");
+        pending.groups.add("never-listed", "");
+        pending.users.add("a", "");
+        pending.seal();
         // g1's grant and its three members, the unlisted group's grant, one user.
         assert_eq!(estimated_rows(&pending, &members), 6);
     }

@@ -463,7 +463,7 @@ impl SnapshotWriter {
                 return Ok(());
             }
         };
-        principals.entry(perm.principal_id.clone()).or_insert(now);
+        principals.add(&perm.principal_id, &now);
         Ok(())
     }
 
@@ -474,6 +474,10 @@ impl SnapshotWriter {
             return Ok(());
         };
         space.complete = true;
+        space
+            .pending
+            .values_mut()
+            .for_each(PendingEntitlement::seal);
         let slugs: Vec<String> = space.pending.keys().cloned().collect();
         for slug in slugs {
             self.try_write(space_id, &slug)?;
@@ -607,7 +611,13 @@ impl SnapshotWriter {
         let mut pending = Vec::new();
         for space_id in std::mem::take(&mut self.space_order) {
             if let Some(space) = self.spaces.get_mut(&space_id) {
-                space.complete = true;
+                if !space.complete {
+                    space.complete = true;
+                    space
+                        .pending
+                        .values_mut()
+                        .for_each(PendingEntitlement::seal);
+                }
                 let entitlements = std::mem::take(&mut space.pending);
                 pending.push((space_id, entitlements));
             }
@@ -655,10 +665,10 @@ impl SnapshotWriter {
 
     /// What keeps entitlement `pending` from being written, if anything.
     fn blocker(&self, pending: &PendingEntitlement) -> Option<Blocker> {
-        for group_id in pending.groups.keys() {
+        for group_id in pending.groups.ids() {
             if self.members.is_listed(group_id) {
                 if !self.members.is_complete(group_id) {
-                    return Some(Blocker::Group(group_id.clone()));
+                    return Some(Blocker::Group(group_id.to_string()));
                 }
             } else if !self.groups_listed {
                 return Some(Blocker::Listing);

@@ -93,6 +93,11 @@ fn benchmark_tenant_shape() {
         "restrict_content",
         "update",
     ];
+    // RUST_LOG=confluence_operator::c1z=debug shows where the finish spends its time.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let spaces: usize = std::env::var("C1Z_VOLUME_SPACES")
         .ok()
         .and_then(|s| s.parse().ok())
