@@ -68,13 +68,15 @@ pub(crate) struct PendingEntitlement {
 #[derive(Debug, Default)]
 pub(crate) struct Principals {
     /// (id, discovered_at), in arrival order until sealed, then by id, each id once.
-    entries: Vec<(Box<str>, Box<str>)>,
+    /// The time is formatted when the row is written: as text it took a second
+    /// allocation per entry.
+    entries: Vec<(Box<str>, DateTime<Utc>)>,
 }
 
 impl Principals {
     /// Records a sighting; of several sightings of one id the first is kept.
-    pub(crate) fn add(&mut self, id: &str, discovered_at: &str) {
-        self.entries.push((id.into(), discovered_at.into()));
+    pub(crate) fn add(&mut self, id: &str, discovered_at: DateTime<Utc>) {
+        self.entries.push((id.into(), discovered_at));
     }
 
     /// Sorts the entries by id, keeping each id's first sighting. Done once, when no
@@ -87,8 +89,8 @@ impl Principals {
     }
 
     /// (id, discovered_at), by id once sealed.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(id, at)| (&**id, &**at))
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, DateTime<Utc>)> {
+        self.entries.iter().map(|(id, at)| (&**id, *at))
     }
 
     /// The ids, in any order before sealing.
@@ -181,6 +183,7 @@ pub(crate) fn entitlement_rows(
     let mut sources: Vec<String> = Vec::new();
     let mut pairs: Vec<(u32, u32)> = Vec::new();
     for (group_id, discovered_at) in pending.groups.iter() {
+        let discovered_at = format_go_timestamp(discovered_at);
         let principal = model::rid(GROUP, group_id);
         let grant = model::grant(space, ent_id.clone(), principal, vec![]);
         let source = model::entitlement_id(&model::rid(GROUP, group_id), "member");
@@ -202,7 +205,7 @@ pub(crate) fn entitlement_rows(
             external_id: &grant.id,
             expansion: Some(&expansion),
             data: &data,
-            discovered_at,
+            discovered_at: &discovered_at,
         })?;
         written.direct += 1;
         if let Some(group_members) = members.of(group_id) {
@@ -247,8 +250,9 @@ pub(crate) fn entitlement_rows(
         };
         let principal = model::rid(USER, &account);
         data.clear();
+        let direct_discovered_at;
         let (id, discovered_at) = match direct {
-            Some((_, discovered_at)) => {
+            Some((_, at)) => {
                 let mut grant = model::grant(space, ent_id.clone(), principal, vec![]);
                 let mut added = run_sources();
                 if !added.is_empty() {
@@ -258,7 +262,8 @@ pub(crate) fn entitlement_rows(
                 }
                 grant.encode_raw(&mut data);
                 written.direct += 1;
-                (grant.id, discovered_at)
+                direct_discovered_at = format_go_timestamp(at);
+                (grant.id, direct_discovered_at.as_str())
             }
             None => {
                 let grant = Grant {
@@ -313,14 +318,15 @@ mod tests {
     #[test]
     fn principals_come_out_by_id_with_each_first_sighting() {
         let mut p = Principals::default();
-        for (id, at) in [("b", "1"), ("a", "2"), ("b", "3"), ("c", "4"), ("a", "5")] {
-            p.add(id, at);
+        let at = |n: i64| DateTime::from_timestamp(n, 0).unwrap_or_default();
+        for (id, n) in [("b", 1), ("a", 2), ("b", 3), ("c", 4), ("a", 5)] {
+            p.add(id, at(n));
         }
         assert_eq!(p.len(), 5, "repeats count until sealed");
         p.seal();
         assert_eq!(
             p.iter().collect::<Vec<_>>(),
-            [("a", "2"), ("b", "1"), ("c", "4")]
+            [("a", at(2)), ("b", at(1)), ("c", at(4))]
         );
         assert_eq!(p.ids().collect::<Vec<_>>(), ["a", "b", "c"]);
         p.seal();

@@ -61,7 +61,7 @@ fn estimated_rows(pending: &PendingEntitlement, members: &Members) -> u64 {
 /// Expands `leftovers` in order; returns the grants written and the second
 /// thread's spool, if one was used, to be appended after the writer's.
 pub(crate) fn expand_all(
-    leftovers: &[Leftover<'_>],
+    mut leftovers: Vec<Leftover<'_>>,
     target: Target<'_>,
 ) -> Result<(Written, Option<GrantSpool>)> {
     let costs: Vec<u64> = leftovers
@@ -89,9 +89,11 @@ pub(crate) fn expand_all(
         })
         .map_or(leftovers.len() - 1, |last_of_head| last_of_head + 1)
         .clamp(1, leftovers.len() - 1);
-    let (head, tail) = leftovers.split_at(split);
+    let tail = leftovers.split_off(split);
+    let head = leftovers;
     // Either thread failing stops the other.
     let stop = target.cancel.child_token();
+    let stop = &stop;
     let Target {
         sync_id,
         members,
@@ -102,7 +104,7 @@ pub(crate) fn expand_all(
         ..
     } = target;
     let (head_result, tail_result) = std::thread::scope(|scope| {
-        let tail_thread = scope.spawn(|| -> Result<(Written, GrantSpool)> {
+        let tail_thread = scope.spawn(move || -> Result<(Written, GrantSpool)> {
             let run = || {
                 let mut tail_spool = GrantSpool::create(work_dir, TAIL_SPOOL)?;
                 let mut tail_clock = ExpansionClock::new(now);
@@ -112,14 +114,14 @@ pub(crate) fn expand_all(
                     members,
                     &mut tail_spool,
                     &mut tail_clock,
-                    &stop,
+                    stop,
                 )?;
                 Ok((written, tail_spool))
             };
             run().inspect_err(|_| stop.cancel())
         });
         let head_result =
-            expand_run(head, sync_id, members, spool, clock, &stop).inspect_err(|_| stop.cancel());
+            expand_run(head, sync_id, members, spool, clock, stop).inspect_err(|_| stop.cancel());
         let tail_result = tail_thread
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -139,9 +141,11 @@ pub(crate) fn expand_all(
 }
 
 /// Expands `leftovers` one after the other into `spool` (also the writer's way to
-/// write one entitlement during the fetch).
-pub(crate) fn expand_run(
-    leftovers: &[Leftover<'_>],
+/// write one entitlement during the fetch). Each is dropped once written: at the end
+/// of a large sync they hold tens of megabytes that the expansion's own growth (the
+/// spools' principals) can reuse.
+pub(crate) fn expand_run<'a>(
+    leftovers: impl IntoIterator<Item = Leftover<'a>>,
     sync_id: &str,
     members: &Members,
     spool: &mut GrantSpool,
@@ -179,9 +183,9 @@ mod tests {
             members.add("g1", account).expect("add");
         }
         let mut pending = PendingEntitlement::new("read", "space");
-        pending.groups.add("g1", "");
-        pending.groups.add("never-listed", "");
-        pending.users.add("a", "");
+        pending.groups.add("g1", DateTime::UNIX_EPOCH);
+        pending.groups.add("never-listed", DateTime::UNIX_EPOCH);
+        pending.users.add("a", DateTime::UNIX_EPOCH);
         pending.seal();
         // g1's grant and its three members, the unlisted group's grant, one user.
         assert_eq!(estimated_rows(&pending, &members), 6);

@@ -439,7 +439,7 @@ impl SnapshotWriter {
             .copied()
             .find(|v| *v == perm.operation_key);
         let noun = self.nouns.iter().copied().find(|n| *n == perm.target_type);
-        let now = self.now();
+        let now = (self.clock)();
         let space = self
             .spaces
             .get_mut(&perm.space_id)
@@ -463,7 +463,7 @@ impl SnapshotWriter {
                 return Ok(());
             }
         };
-        principals.add(&perm.principal_id, &now);
+        principals.add(&perm.principal_id, now);
         Ok(())
     }
 
@@ -635,7 +635,7 @@ impl SnapshotWriter {
             .flatten()
             .collect();
         let (written, tail) = finish_expansion::expand_all(
-            &leftovers,
+            leftovers,
             Target {
                 sync_id: &self.sync_id,
                 members: &self.members,
@@ -713,7 +713,7 @@ impl SnapshotWriter {
             pending,
         };
         let written = finish_expansion::expand_run(
-            std::slice::from_ref(&leftover),
+            [leftover],
             &self.sync_id,
             &self.members,
             &mut self.spool,
