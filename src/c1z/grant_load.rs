@@ -199,8 +199,7 @@ impl Orders {
         let mut principals: Vec<u32> = (0..keys.len() as u32).collect();
         principals.sort_unstable_by(|a, b| {
             let (a, b) = (&keys[*a as usize], &keys[*b as usize]);
-            (a.resource_type.as_str(), a.id.as_str())
-                .cmp(&(b.resource_type.as_str(), b.id.as_str()))
+            (&*a.resource_type, &*a.id).cmp(&(&*b.resource_type, &*b.id))
         });
         let mut by_suffix = principals.clone();
         by_suffix.sort_by(|a, b| cmp_suffix(&keys[*a as usize], &keys[*b as usize]));
@@ -470,13 +469,7 @@ impl<'a> Loader<'a> {
                 for (p, rowid) in own {
                     let principal = &spool.principals[p as usize];
                     id.clear();
-                    for part in [
-                        head.as_str(),
-                        ":",
-                        &principal.resource_type,
-                        ":",
-                        &principal.id,
-                    ] {
+                    for part in [head, ":", &principal.resource_type, ":", &principal.id] {
                         id.push_str(part);
                     }
                     unique.push(&mut index, &id, rowid)?;
@@ -552,7 +545,7 @@ impl<'a> Loader<'a> {
         let mut resources: Vec<(&str, &str, Vec<u32>)> = Vec::new();
         let mut numbers: HashMap<(&str, &str), usize> = HashMap::new();
         for (e, ent) in spool.entitlements.iter().enumerate() {
-            let key = (ent.resource_type.as_str(), ent.resource_id.as_str());
+            let key = (&*ent.resource_type, &*ent.resource_id);
             let n = *numbers.entry(key).or_insert_with(|| {
                 resources.push((key.0, key.1, Vec::new()));
                 resources.len() - 1

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::btree::{Value, encode_record};
 use super::expand::GrantRow;
@@ -35,8 +36,12 @@ const RECORDS_EXTENSION: &str = "records";
 const PRINCIPALS_EXTENSION: &str = "principals";
 
 /// An entitlement grants are made on, and the resource it belongs to.
+///
+/// Spools hold one per entitlement and principal of the sync (about 140,000 on a
+/// large tenant) for the whole sync, so ids are shared with the lookup maps and
+/// resource types (a handful) with each other, instead of each copied.
 #[derive(Debug)]
-pub(crate) struct EntitlementKey<S = String> {
+pub(crate) struct EntitlementKey<S = Arc<str>> {
     pub(crate) id: S,
     pub(crate) resource_type: S,
     pub(crate) resource_id: S,
@@ -45,8 +50,8 @@ pub(crate) struct EntitlementKey<S = String> {
 /// A principal grants are made to.
 #[derive(Debug)]
 pub(crate) struct PrincipalKey {
-    pub(crate) resource_type: String,
-    pub(crate) id: String,
+    pub(crate) resource_type: Arc<str>,
+    pub(crate) id: Arc<str>,
 }
 
 /// Consecutive rows of one entitlement: row ids `first ..= first + len - 1`.
@@ -71,10 +76,12 @@ pub(crate) struct GrantSpool {
     principals: BufWriter<File>,
     rows: u32,
     entitlements: Vec<EntitlementKey>,
-    entitlement_numbers: HashMap<String, u32>,
+    entitlement_numbers: HashMap<Arc<str>, u32>,
     principal_keys: Vec<PrincipalKey>,
     /// Principal type → principal id → number (two levels so lookups borrow `&str`).
-    principal_numbers: HashMap<String, HashMap<String, u32>>,
+    principal_numbers: HashMap<Arc<str>, HashMap<Arc<str>, u32>>,
+    /// Every resource type seen (a handful), shared by the keys.
+    resource_types: Vec<Arc<str>>,
     runs: Vec<Run>,
     /// Row ids of group grants (those with an `expansion`), ascending.
     expandable: Vec<u32>,
@@ -116,6 +123,7 @@ impl GrantSpool {
             entitlement_numbers: HashMap::new(),
             principal_keys: Vec::new(),
             principal_numbers: HashMap::new(),
+            resource_types: Vec::new(),
             runs: Vec::new(),
             expandable: Vec::new(),
             scratch: Vec::new(),
@@ -271,7 +279,7 @@ impl GrantSpool {
         // Rows come in runs of one entitlement: the last run usually answers.
         if let Some(run) = self.runs.last()
             && let Some(key) = self.entitlements.get(run.entitlement as usize)
-            && key.id == row.entitlement_id
+            && *key.id == *row.entitlement_id
         {
             return Ok(run.entitlement);
         }
@@ -287,14 +295,25 @@ impl GrantSpool {
             return Ok(*n);
         }
         let n = u32::try_from(self.entitlements.len()).map_err(|_| C1zError::TooManyGrants)?;
+        let id: Arc<str> = Arc::from(key.id.as_ref());
+        let resource_type = self.resource_type(key.resource_type.as_ref());
         self.entitlements.push(EntitlementKey {
-            id: key.id.as_ref().to_string(),
-            resource_type: key.resource_type.as_ref().to_string(),
-            resource_id: key.resource_id.as_ref().to_string(),
+            id: id.clone(),
+            resource_type,
+            resource_id: Arc::from(key.resource_id.as_ref()),
         });
-        self.entitlement_numbers
-            .insert(key.id.as_ref().to_string(), n);
+        self.entitlement_numbers.insert(id, n);
         Ok(n)
+    }
+
+    /// The shared copy of a resource type name.
+    fn resource_type(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.resource_types.iter().find(|t| ***t == *name) {
+            return known.clone();
+        }
+        let new: Arc<str> = Arc::from(name);
+        self.resource_types.push(new.clone());
+        new
     }
 
     fn principal(&mut self, resource_type: &str, id: &str) -> Result<u32> {
@@ -306,14 +325,16 @@ impl GrantSpool {
             return Ok(*n);
         }
         let n = u32::try_from(self.principal_keys.len()).map_err(|_| C1zError::TooManyGrants)?;
+        let resource_type = self.resource_type(resource_type);
+        let id: Arc<str> = Arc::from(id);
         self.principal_keys.push(PrincipalKey {
-            resource_type: resource_type.to_string(),
-            id: id.to_string(),
+            resource_type: resource_type.clone(),
+            id: id.clone(),
         });
         self.principal_numbers
-            .entry(resource_type.to_string())
+            .entry(resource_type)
             .or_default()
-            .insert(id.to_string(), n);
+            .insert(id, n);
         Ok(n)
     }
 }
