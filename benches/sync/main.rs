@@ -13,7 +13,8 @@
 //! replay takes minutes on the large preset), `BENCH_LATENCY_MS` (20), `BENCH_RATE_LIMIT` per route and second (200),
 //! `BENCH_BURST` (100), `BENCH_CONCURRENCY` (8), `FAKE_CONFLUENCE_BIN` (the fake's
 //! binary). `RUST_LOG=confluence_operator::c1z=debug` shows where the finish phase
-//! spends its time.
+//! spends its time; `BENCH_RSS_TRACE=1` prints every RSS sample (seconds, MiB) to
+//! standard error, to see which phase holds the peak.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -175,6 +176,13 @@ async fn bench_ours(s: &Settings, preset: &str) -> Result<f64, String> {
         .await
         .map_err(|e| e.to_string())?;
     sampler.abort();
+    if std::env::var_os("BENCH_RSS_TRACE").is_some()
+        && let Ok(s) = samples.lock()
+    {
+        for (t, r) in s.iter() {
+            eprintln!("rss {t:.1} {r:.1}");
+        }
+    }
     let (fetch_rss, finish_rss) = samples.lock().map_or((f64::NAN, f64::NAN), |s| {
         let peak = |keep: &dyn Fn(f64) -> bool| {
             s.iter()
