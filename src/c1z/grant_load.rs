@@ -32,7 +32,7 @@ use rusqlite::Connection;
 use tokio_util::sync::CancellationToken;
 
 use super::btree::{IndexBuilder, PageFile, TableBuilder, Value, encode_record};
-use super::grant_spool::{PrincipalKey, Run, SealedSpool};
+use super::grant_spool::{PrincipalKey, RecordFile, Run, SealedSpool};
 use super::{C1zError, Result};
 
 /// Buffer of the sequential reads of the spool files.
@@ -496,47 +496,41 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
-    /// The table itself, from the record file in row id order.
+    /// The table itself, from the record files in row id order.
     fn table(&self, root: u32, stop: &CancellationToken) -> Result<u64> {
-        let mut reader = self.records()?;
         let mut table = TableBuilder::new(root, self.file.page_size());
         let mut record = Vec::new();
         let mut len = [0u8; 4];
         let mut steps = Steps::default();
-        for rowid in 1..=self.spool.rows {
-            reader
-                .read_exact(&mut len)
-                .and_then(|()| {
-                    record.resize(u32::from_le_bytes(len) as usize, 0);
-                    reader.read_exact(&mut record)
-                })
-                .map_err(|e| C1zError::io("read", &self.spool.records_paths[0], e))?;
-            if self.is_skipped(rowid) {
-                continue;
-            }
-            table
-                .push(&self.file, i64::from(rowid), &record)
-                .map_err(|e| C1zError::io("write", self.db, e))?;
-            steps.step(stop)?;
-        }
-        table
-            .finish(&self.file)
-            .map_err(|e| C1zError::io("write", self.db, e))
-    }
-
-    /// The rows of every record file, one after the other.
-    fn records(&self) -> Result<Box<dyn Read + '_>> {
-        let mut reader: Box<dyn Read> = Box::new(std::io::empty());
-        for path in &self.spool.records_paths {
+        let mut rowid = 0u32;
+        for RecordFile { path, rows } in &self.spool.record_files {
             let file = File::open(path).map_err(|e| C1zError::io("open", path, e))?;
-            let decoder = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
+            let mut reader = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
                 READ_BUFFER,
                 file,
             ))
             .map_err(|e| C1zError::io("decompress", path, e))?;
-            reader = Box::new(reader.chain(decoder));
+            for _ in 0..*rows {
+                rowid += 1;
+                reader
+                    .read_exact(&mut len)
+                    .and_then(|()| {
+                        record.resize(u32::from_le_bytes(len) as usize, 0);
+                        reader.read_exact(&mut record)
+                    })
+                    .map_err(|e| C1zError::io("read", path, e))?;
+                if self.is_skipped(rowid) {
+                    continue;
+                }
+                table
+                    .push(&self.file, i64::from(rowid), &record)
+                    .map_err(|e| C1zError::io("write", self.db, e))?;
+                steps.step(stop)?;
+            }
         }
-        Ok(reader)
+        table
+            .finish(&self.file)
+            .map_err(|e| C1zError::io("write", self.db, e))
     }
 
     /// `(resource_type_id, resource_id)`: resources in order, each one's rows by row id.

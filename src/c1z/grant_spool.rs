@@ -88,10 +88,16 @@ pub(crate) struct GrantSpool {
     scratch: Vec<u8>,
 }
 
+/// A record file and the rows it holds.
+pub(crate) struct RecordFile {
+    pub(crate) path: PathBuf,
+    pub(crate) rows: u32,
+}
+
 /// A spool whose files are complete, ready for [`super::grant_load`].
 pub(crate) struct SealedSpool {
     /// The record files, rows in row id order across them.
-    pub(crate) records_paths: Vec<PathBuf>,
+    pub(crate) record_files: Vec<RecordFile>,
     pub(crate) principals_path: PathBuf,
     pub(crate) rows: u32,
     pub(crate) entitlements: Vec<EntitlementKey>,
@@ -195,9 +201,12 @@ impl GrantSpool {
     /// is read after this one's. Lets two threads fill two spools with consecutive
     /// stretches of rows.
     pub(crate) fn seal_with(mut self, tail: Option<GrantSpool>) -> Result<SealedSpool> {
-        let mut records_paths = vec![self.records_path.clone()];
+        let mut record_files = vec![RecordFile {
+            path: self.records_path.clone(),
+            rows: self.rows,
+        }];
         if let Some(tail) = tail {
-            records_paths.extend(self.append(tail)?);
+            record_files.extend(self.append(tail)?);
         }
         let Self {
             records_path,
@@ -219,7 +228,7 @@ impl GrantSpool {
             .into_inner()
             .map_err(|e| C1zError::io("write", &principals_path, e.into_error()))?;
         Ok(SealedSpool {
-            records_paths,
+            record_files,
             principals_path,
             rows,
             entitlements,
@@ -231,7 +240,7 @@ impl GrantSpool {
 
     /// Takes in `tail`'s rows (see [`GrantSpool::seal_with`]); returns its record
     /// files, complete, and removes its principal file.
-    fn append(&mut self, tail: GrantSpool) -> Result<Vec<PathBuf>> {
+    fn append(&mut self, tail: GrantSpool) -> Result<Vec<RecordFile>> {
         let sealed = tail.seal()?;
         let offset = self.rows;
         self.rows = offset
@@ -272,7 +281,7 @@ impl GrantSpool {
         }
         self.expandable
             .extend(sealed.expandable.iter().map(|rowid| rowid + offset));
-        Ok(sealed.records_paths)
+        Ok(sealed.record_files)
     }
 
     fn entitlement(&mut self, row: &GrantRow<'_>) -> Result<u32> {
@@ -374,7 +383,8 @@ fn is_grant_id(row: &GrantRow<'_>) -> bool {
 impl SealedSpool {
     /// Deletes the work files early: they are as large as the table built from them.
     pub(crate) fn remove(&self) -> Result<()> {
-        for path in self.records_paths.iter().chain([&self.principals_path]) {
+        let records = self.record_files.iter().map(|file| &file.path);
+        for path in records.chain([&self.principals_path]) {
             std::fs::remove_file(path).map_err(|e| C1zError::io("remove", path, e))?;
         }
         Ok(())

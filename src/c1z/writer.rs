@@ -136,6 +136,15 @@ struct SpaceState {
     pending: BTreeMap<String, PendingEntitlement>,
 }
 
+impl SpaceState {
+    /// Marks the permissions all in and puts each pending entitlement's principals in
+    /// id order, which expansion reads them in.
+    fn complete(&mut self) {
+        self.complete = true;
+        self.pending.values_mut().for_each(PendingEntitlement::seal);
+    }
+}
+
 /// What keeps an entitlement's grants from being written.
 enum Blocker {
     /// A granting group's member walk is still open.
@@ -473,11 +482,7 @@ impl SnapshotWriter {
         let Some(space) = self.spaces.get_mut(space_id) else {
             return Ok(());
         };
-        space.complete = true;
-        space
-            .pending
-            .values_mut()
-            .for_each(PendingEntitlement::seal);
+        space.complete();
         let slugs: Vec<String> = space.pending.keys().cloned().collect();
         for slug in slugs {
             self.try_write(space_id, &slug)?;
@@ -612,11 +617,7 @@ impl SnapshotWriter {
         for space_id in std::mem::take(&mut self.space_order) {
             if let Some(space) = self.spaces.get_mut(&space_id) {
                 if !space.complete {
-                    space.complete = true;
-                    space
-                        .pending
-                        .values_mut()
-                        .for_each(PendingEntitlement::seal);
+                    space.complete();
                 }
                 let entitlements = std::mem::take(&mut space.pending);
                 pending.push((space_id, entitlements));
