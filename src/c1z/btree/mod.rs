@@ -43,6 +43,10 @@ const MIN_CELL: usize = 4;
 const CELL_POINTER: usize = 2;
 /// SQLite's largest page number (its page count limit).
 const MAX_PAGE_NO: u32 = 0xFFFF_FFFE;
+/// File offset of SQLite's lock bytes (`PENDING_BYTE`). SQLite never puts the page
+/// holding it in any tree or the freelist, and `integrity_check` counts it as taken,
+/// so a file that grows past 1 GiB must skip that page.
+const LOCK_BYTE_OFFSET: u64 = 0x4000_0000;
 /// Payload sizes beyond this cannot be read back by SQLite, whose blobs are limited
 /// to `i32` lengths.
 const MAX_PAYLOAD: usize = i32::MAX as usize;
@@ -235,16 +239,29 @@ impl PageFile {
         self.page_size
     }
 
-    /// A fresh page number past the end of the file.
+    /// A fresh page number past the end of the file (never the lock-byte page).
     pub(crate) fn allocate(&self) -> u32 {
         // Past the limit every call returns the same number, which `write_page` refuses.
+        let next = |n: u32| {
+            let page = n.saturating_add(1);
+            if page == self.lock_byte_page() {
+                page.saturating_add(1)
+            } else {
+                page
+            }
+        };
         let update =
             self.last
                 .fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, |n| {
-                    Some(n.saturating_add(1))
+                    Some(next(n))
                 });
         let (Ok(previous) | Err(previous)) = update;
-        previous.saturating_add(1)
+        next(previous)
+    }
+
+    /// The page that holds [`LOCK_BYTE_OFFSET`]; left a hole in the file.
+    fn lock_byte_page(&self) -> u32 {
+        u32::try_from(LOCK_BYTE_OFFSET / self.page_size as u64 + 1).unwrap_or(u32::MAX)
     }
 
     fn last(&self) -> u32 {
@@ -268,6 +285,11 @@ impl PageFile {
             return Err(invalid_input(format!(
                 "page {page_no} is not a page of this file (1..={})",
                 last.min(MAX_PAGE_NO)
+            )));
+        }
+        if page_no == self.lock_byte_page() {
+            return Err(invalid_input(format!(
+                "page {page_no} holds SQLite's lock bytes"
             )));
         }
         self.file.write_all_at(page, self.offset(page_no))

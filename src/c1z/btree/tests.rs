@@ -1380,6 +1380,40 @@ fn finish_patches_the_header() {
     assert_eq!(after[32..92], before[32..92]);
 }
 
+/// A file that grows past 1 GiB leaves out the page holding SQLite's lock bytes:
+/// SQLite counts it as taken, so a tree page there fails `integrity_check` ("2nd
+/// reference to page"). Writes ~1.1 GiB (8 MiB rows in 64 KiB pages).
+#[test]
+fn files_past_one_gib_leave_out_the_lock_byte_page() {
+    const ROW: usize = 8 << 20;
+    let dir = TempDir::new().expect("tempdir");
+    let path = dir.path().join("big.db");
+    let roots = create_db(&path, 65_536, "create table big (n integer, x text)");
+    let file = PageFile::open(&path).expect("open");
+    let lock_page = file.lock_byte_page();
+    assert_eq!(lock_page, 16_385);
+    assert!(file.write_page(lock_page, &vec![0; 65_536]).is_err());
+    let mut table = TableBuilder::new(roots["big"], file.page_size());
+    let text = "x".repeat(ROW);
+    let rows = (LOCK_BYTE_OFFSET as usize / ROW + 8) as i64;
+    let mut rec = Vec::new();
+    for n in 1..=rows {
+        rec.clear();
+        encode_record(&[Value::Integer(n), Value::Text(&text)], &mut rec);
+        table.push(&file, n, &rec).expect("push");
+    }
+    table.finish(&file).expect("finish table");
+    assert!(file.last() > lock_page);
+    file.finish().expect("finish file");
+    let conn = Connection::open(&path).expect("reopen");
+    assert_integrity(&conn);
+    assert_eq!(count(&conn, "select count(*) from big"), rows);
+    assert_eq!(
+        count(&conn, "select sum(length(x)) from big"),
+        rows * ROW as i64
+    );
+}
+
 /// Records of `count` rows back to back, with their end offsets, so that timing
 /// covers the builders only.
 struct Encoded {
