@@ -26,6 +26,7 @@ use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use rusqlite::Connection;
@@ -101,11 +102,12 @@ impl GrantRoots {
     }
 }
 
-/// The B-trees built after the unique index, which all need to know the rows it
-/// left out and nothing else from each other.
+/// The B-trees of `v1_grants`. Each needs to know the rows the unique index leaves
+/// out and nothing else from the others.
 #[derive(Debug, Clone, Copy)]
 enum Tree {
     // The discriminants number `TREES` slots.
+    ExternalSync,
     Table,
     Resource,
     EntitlementPrincipal,
@@ -114,14 +116,16 @@ enum Tree {
     SyncNeedsExpansion,
     Principal,
 }
-const TREES: usize = 7;
+const TREES: usize = 8;
 
 /// Writes every spooled grant into the closed database at `db`; returns the rows
 /// written (repeated grant ids left out).
 ///
-/// The unique index goes first (it finds the rows to leave out), then the table and
-/// the other indexes on one thread per core: they only read the spool and write
-/// pages of their own.
+/// The trees are built on one thread per core: they only read the spool and write
+/// pages of their own. Every tree must leave out the rows whose grant id repeats an
+/// earlier one's, which only the unique index finds; such ids need `:` inside ids and
+/// are rare, so all trees are built at once on the guess that there are none, and
+/// built again, knowing them, when the unique index found some.
 pub(crate) fn load(
     spool: &SealedSpool,
     db: &Path,
@@ -132,19 +136,33 @@ pub(crate) fn load(
     let started = Instant::now();
     let mut loader = Loader::new(spool, db, sync_id, cancel)?;
     let ordered = started.elapsed();
-    loader.external_sync_index(roots.external_sync)?;
-    let unique = started.elapsed();
     // Longest first, so that the last tree to start is a short one.
     let trees = [
-        (Tree::EntitlementPrincipal, roots.entitlement_principal),
         (Tree::Table, roots.table),
+        (Tree::EntitlementPrincipal, roots.entitlement_principal),
+        (Tree::ExternalSync, roots.external_sync),
         (Tree::Principal, roots.principal),
         (Tree::Resource, roots.resource),
         (Tree::EntitlementSyncGrant, roots.entitlement_sync_grant),
         (Tree::SyncExpansion, roots.sync_expansion),
         (Tree::SyncNeedsExpansion, roots.sync_needs_expansion),
     ];
-    let built = loader.build_all(&trees)?;
+    let empty_roots = trees
+        .iter()
+        .map(|(_, root)| Ok((*root, loader.file.read_existing_page(*root)?)))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| C1zError::io("read", db, e))?;
+    let mut built = loader.build_all(&trees)?;
+    let first_try = started.elapsed();
+    let repeated = loader.take_repeated();
+    let rebuilt = !repeated.is_empty();
+    if rebuilt {
+        loader
+            .start_over(&empty_roots)
+            .map_err(|e| C1zError::io("write", db, e))?;
+        loader.skipped = repeated;
+        built = loader.build_all(&trees)?;
+    }
     let mut ms = [0u64; TREES];
     let mut rows = 0;
     for b in &built {
@@ -156,8 +174,10 @@ pub(crate) fn load(
     tracing::debug!(
         rows,
         orders_ms = ordered.as_millis() as u64,
-        unique_index_ms = (unique - ordered).as_millis() as u64,
-        rest_ms = (started.elapsed() - unique).as_millis() as u64,
+        trees_ms = (first_try - ordered).as_millis() as u64,
+        rebuilt_ms = (started.elapsed() - first_try).as_millis() as u64,
+        rebuilt,
+        unique_index_ms = ms[Tree::ExternalSync as usize],
         table_ms = ms[Tree::Table as usize],
         entitlement_principal_ms = ms[Tree::EntitlementPrincipal as usize],
         entitlement_sync_grant_ms = ms[Tree::EntitlementSyncGrant as usize],
@@ -253,6 +273,9 @@ struct Loader<'a> {
     starts: Vec<usize>,
     /// Row ids left out (repeated grant ids), ascending.
     skipped: Vec<u32>,
+    /// Row ids whose grant id repeats an earlier one's, as the unique index found
+    /// them (with `skipped` empty), ascending.
+    repeated: Mutex<Vec<u32>>,
 }
 
 /// One index being written on one thread: its builder and scratch key.
@@ -327,7 +350,26 @@ impl<'a> Loader<'a> {
             runs,
             starts,
             skipped: Vec::new(),
+            repeated: Mutex::new(Vec::new()),
         })
+    }
+
+    fn take_repeated(&mut self) -> Vec<u32> {
+        std::mem::take(
+            self.repeated
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Back to the database as it was before [`Self::build_all`]: appended pages
+    /// dropped, root pages empty again.
+    fn start_over(&mut self, empty_roots: &[(u32, Vec<u8>)]) -> std::io::Result<()> {
+        self.file.discard_appended()?;
+        for (root, page) in empty_roots {
+            self.file.write_page(*root, page)?;
+        }
+        Ok(())
     }
 
     fn is_skipped(&self, rowid: u32) -> bool {
@@ -429,6 +471,7 @@ impl<'a> Loader<'a> {
 
     fn build(&self, tree: Tree, root: u32, stop: &CancellationToken) -> Result<u64> {
         match tree {
+            Tree::ExternalSync => self.external_sync_index(self.index(root, stop)),
             Tree::Table => self.table(root, stop),
             Tree::Resource => self.resource_index(self.index(root, stop)),
             Tree::EntitlementPrincipal => self.entitlement_principal_index(self.index(root, stop)),
@@ -440,10 +483,10 @@ impl<'a> Loader<'a> {
         }
     }
 
-    /// `(external_id, sync_id)`, unique: finds the repeated grant ids on the way.
-    fn external_sync_index(&mut self, root: u32) -> Result<()> {
+    /// `(external_id, sync_id)`, unique: finds the repeated grant ids on the way
+    /// (rows already in `skipped` are not seen again).
+    fn external_sync_index(&self, mut index: IndexOut<'_>) -> Result<u64> {
         let mut skipped = Vec::new();
-        let mut index = self.index(root, self.cancel);
         let spool = self.spool;
         let ents = &spool.entitlements;
         let mut order: Vec<u32> = (0..ents.len() as u32).collect();
@@ -490,10 +533,10 @@ impl<'a> Loader<'a> {
             }
             i = end;
         }
-        index.finish()?;
+        let keys = index.finish()?;
         skipped.sort_unstable();
-        self.skipped = skipped;
-        Ok(())
+        *self.repeated.lock().unwrap_or_else(PoisonError::into_inner) = skipped;
+        Ok(keys)
     }
 
     /// The table itself, from the record files in row id order.

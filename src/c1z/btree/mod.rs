@@ -321,6 +321,29 @@ impl PageFile {
         self.file.flush()
     }
 
+    /// A copy of one of the pages the file held when opened.
+    pub(crate) fn read_existing_page(&self, page_no: u32) -> io::Result<Vec<u8>> {
+        if page_no < 1 || page_no > self.existing {
+            return Err(invalid_input(format!(
+                "page {page_no} is not an existing page (1..={})",
+                self.existing
+            )));
+        }
+        let mut page = vec![0; self.page_size];
+        self.file.read_exact_at(&mut page, self.offset(page_no))?;
+        Ok(page)
+    }
+
+    /// Drops every page appended since the file was opened, to build again from the
+    /// same start. Root pages the builders filled must be put back by the caller
+    /// (from [`Self::read_existing_page`] copies): the file cannot know them.
+    pub(crate) fn discard_appended(&mut self) -> io::Result<()> {
+        self.file
+            .set_len(u64::from(self.existing) * self.page_size as u64)?;
+        self.last = AtomicU32::new(self.existing);
+        Ok(())
+    }
+
     fn offset(&self, page_no: u32) -> u64 {
         u64::from(page_no - 1) * self.page_size as u64
     }

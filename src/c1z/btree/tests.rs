@@ -1380,6 +1380,27 @@ fn finish_patches_the_header() {
     assert_eq!(after[32..92], before[32..92]);
 }
 
+#[test]
+fn discarding_appended_pages_starts_the_file_over() {
+    let dir = TempDir::new().expect("tempdir");
+    let (path, _) = small_file(&dir);
+    let before = std::fs::read(&path).expect("read");
+    let pages = (before.len() / 1024) as u32;
+    let mut file = PageFile::open(&path).expect("open");
+    assert_eq!(
+        file.read_existing_page(2).expect("page 2"),
+        before[1024..2048]
+    );
+    assert!(file.read_existing_page(pages + 1).is_err());
+    for _ in 0..3 {
+        let n = file.allocate();
+        file.write_page(n, &[0x5a; 1024]).expect("write");
+    }
+    file.discard_appended().expect("discard");
+    assert_eq!(std::fs::read(&path).expect("read"), before);
+    assert_eq!(file.allocate(), pages + 1);
+}
+
 /// A file that grows past 1 GiB leaves out the page holding SQLite's lock bytes:
 /// SQLite counts it as taken, so a tree page there fails `integrity_check` ("2nd
 /// reference to page"). Writes ~1.1 GiB (8 MiB rows in 64 KiB pages).
