@@ -190,6 +190,20 @@ pub(crate) fn write_atomic(db: &Path, out: &Path, cancel: &CancellationToken) ->
         .write(true)
         .open(db)
         .map_err(|e| C1zError::io("open", db, e))?;
+    let decoded = input
+        .metadata()
+        .map_err(|e| C1zError::io("stat", db, e))?
+        .len();
+    if decoded > MAX_DECODED_SIZE {
+        // Still written: baton's cap is its readers' setting and can be raised.
+        tracing::warn!(
+            decoded_bytes = decoded,
+            cap_bytes = MAX_DECODED_SIZE,
+            "the snapshot decodes to more than baton's readers accept by default (raise \
+             BATON_DECODER_MAX_DECODED_SIZE_MB where it is read); access grants by group \
+             name or email cannot read it"
+        );
+    }
     let input = CancellableReader {
         inner: BufReader::with_capacity(READ_BUFFER, ConsumingReader::new(input, PUNCH_EVERY)),
         cancel,
