@@ -121,6 +121,39 @@ fn peak_rss_mib() -> f64 {
     proc_status_mib("VmHWM:")
 }
 
+/// CPU time (user + system, seconds) a process has used so far: `self` or a pid.
+fn cpu_seconds(process: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // state is the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => {
+            (user + system) as f64 / rustix::param::clock_ticks_per_second() as f64
+        }
+        _ => f64::NAN,
+    }
+}
+
+/// CPU used by the sync (this process) and by the fake, read together.
+#[derive(Clone, Copy)]
+struct CpuSample {
+    sync: f64,
+    fake: f64,
+}
+
+impl CpuSample {
+    fn read(fake_pid: &str) -> Self {
+        Self {
+            sync: cpu_seconds("self"),
+            fake: cpu_seconds(fake_pid),
+        }
+    }
+}
+
 fn proc_status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -157,16 +190,26 @@ async fn bench_ours(s: &Settings, preset: &str) -> Result<f64, String> {
         concurrency: s.concurrency,
         ..SyncOptions::default()
     };
-    // RSS every 100 ms, to tell the fetch's peak from the finish's.
+    // RSS and CPU every 100 ms, to tell the fetch's peak from the finish's and what
+    // each phase cost both processes.
+    let fake_pid = fake.child.id().to_string();
+    let cpu_at_start = CpuSample::read(&fake_pid);
     let started = std::time::Instant::now();
     let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let cpu_samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sampler = {
         let samples = samples.clone();
+        let cpu_samples = cpu_samples.clone();
+        let fake_pid = fake_pid.clone();
         tokio::spawn(async move {
             loop {
                 let rss = current_rss_mib();
+                let t = started.elapsed().as_secs_f64();
                 if let Ok(mut s) = samples.lock() {
-                    s.push((started.elapsed().as_secs_f64(), rss));
+                    s.push((t, rss));
+                }
+                if let Ok(mut s) = cpu_samples.lock() {
+                    s.push((t, CpuSample::read(&fake_pid)));
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
@@ -176,6 +219,14 @@ async fn bench_ours(s: &Settings, preset: &str) -> Result<f64, String> {
         .await
         .map_err(|e| e.to_string())?;
     sampler.abort();
+    let cpu_at_end = CpuSample::read(&fake_pid);
+    // The last sample taken while fetching splits the CPU time between the phases.
+    let cpu_at_fetch_end = cpu_samples.lock().ok().and_then(|s| {
+        s.iter()
+            .take_while(|(t, _)| *t <= report.fetch_seconds)
+            .last()
+            .map(|(_, c)| *c)
+    });
     if std::env::var_os("BENCH_RSS_TRACE").is_some()
         && let Ok(s) = samples.lock()
     {
@@ -270,7 +321,28 @@ async fn bench_ours(s: &Settings, preset: &str) -> Result<f64, String> {
         "peak RSS (sync)    {:.1} MiB (target <= 100 MiB); sampled: {fetch_rss:.1} MiB while fetching, {finish_rss:.1} MiB while finishing",
         peak_rss_mib()
     );
+    print_cpu(cpu_at_start, cpu_at_fetch_end, cpu_at_end);
     Ok(report.duration_seconds)
+}
+
+/// CPU time of the sync and of the fake, and the wall time those need at least on
+/// this machine's cores: on a busy or slow machine a sync is CPU-bound, not
+/// network-bound, and its wall time tells more about the machine than about it.
+fn print_cpu(start: CpuSample, fetch_end: Option<CpuSample>, end: CpuSample) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let sync = end.sync - start.sync;
+    let fake = end.fake - start.fake;
+    let split = fetch_end.map_or(String::new(), |f| {
+        format!(
+            " ({:.1} s fetching, {:.1} s finishing)",
+            f.sync - start.sync,
+            end.sync - f.sync
+        )
+    });
+    println!(
+        "CPU                sync {sync:.1} s{split}, fake {fake:.1} s: at least {:.2} s of wall time on {cores} cores",
+        (sync + fake) / cores as f64
+    );
 }
 
 async fn bench_reference(s: &Settings, preset: &str, ours: f64) -> Result<(), String> {
