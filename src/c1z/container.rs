@@ -5,6 +5,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use rustix::fs::{FallocateFlags, fallocate};
@@ -83,27 +85,37 @@ const PUNCH_EVERY: u64 = 256 << 20;
 /// bytes). On a large tenant the file has gigabytes of dirty or freshly written
 /// pages: freeing them in slices while zstd works returns the space as the output
 /// grows and keeps the kernel from writing back what nobody will read again. The
-/// freeing itself costs about what removing the whole file at the end did (seconds
-/// for 8 GB on a disk mounted with `discard`), but overlaps the compression instead
-/// of following it. A file system without hole punching keeps the pages until
-/// removal.
+/// freeing costs about what removing the whole file at the end did (seconds for 8 GB
+/// on a disk mounted with `discard`, a punch blocking up to a fraction of a second),
+/// so it runs on a thread of its own ([`Puncher`]): done by the reading thread, it
+/// left zstd's workers without input for that long at every punch. A file system
+/// without hole punching keeps the pages until removal.
 struct ConsumingReader {
     file: File,
     punch_every: u64,
     read: u64,
-    punched: u64,
-    punching: bool,
+    /// Offset up to which the puncher has been asked to free the file.
+    requested: u64,
+    puncher: Option<Puncher>,
 }
 
 impl ConsumingReader {
     fn new(file: File, punch_every: u64) -> Self {
+        let puncher = file.try_clone().ok().and_then(Puncher::start);
         Self {
             file,
             punch_every,
             read: 0,
-            punched: 0,
-            punching: true,
+            requested: 0,
+            puncher,
         }
+    }
+
+    /// Waits for the punches asked for; returns how many bytes from the start were
+    /// freed, or `None` when the file system does not punch holes.
+    #[cfg(test)]
+    fn finish(mut self) -> Option<u64> {
+        self.puncher.take().and_then(Puncher::finish)
     }
 }
 
@@ -111,15 +123,61 @@ impl Read for ConsumingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.file.read(buf)?;
         self.read += n as u64;
-        if self.punching && self.read - self.punched >= self.punch_every {
-            let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
-            match fallocate(&self.file, flags, self.punched, self.read - self.punched) {
-                Ok(()) => self.punched = self.read,
-                // Only an optimisation: the removal frees the file anyway.
-                Err(_) => self.punching = false,
+        if self.read - self.requested >= self.punch_every
+            && let Some(puncher) = &self.puncher
+        {
+            if puncher.upto.send(self.read).is_ok() {
+                self.requested = self.read;
+            } else {
+                // Punching failed and stopped: only an optimisation, the removal
+                // frees the file anyway.
+                self.puncher = None;
             }
         }
         Ok(n)
+    }
+}
+
+/// The thread that punches holes behind a [`ConsumingReader`], freeing the file from
+/// its start up to the last offset it was sent (offsets that queue up while a punch
+/// runs are done in one).
+struct Puncher {
+    upto: mpsc::Sender<u64>,
+    thread: JoinHandle<Option<u64>>,
+}
+
+impl Puncher {
+    fn start(file: File) -> Option<Self> {
+        let (upto, offsets) = mpsc::channel::<u64>();
+        let thread = std::thread::Builder::new()
+            .name("c1z-punch".to_string())
+            .spawn(move || {
+                let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+                let mut punched = 0;
+                while let Ok(mut end) = offsets.recv() {
+                    end = offsets.try_iter().fold(end, u64::max);
+                    fallocate(&file, flags, punched, end - punched).ok()?;
+                    punched = end;
+                }
+                Some(punched)
+            })
+            .ok()?;
+        Some(Self { upto, thread })
+    }
+
+    fn finish(self) -> Option<u64> {
+        let Self { upto, thread } = self;
+        drop(upto);
+        thread.join().ok().flatten()
+    }
+}
+
+impl Drop for ConsumingReader {
+    fn drop(&mut self) {
+        // The file is removed next: let the punches asked for end first.
+        if let Some(puncher) = self.puncher.take() {
+            puncher.finish();
+        }
     }
 }
 
@@ -376,14 +434,15 @@ mod tests {
         let mut back = Vec::new();
         reader.read_to_end(&mut back).expect("read");
         assert!(back == content, "every byte read back unchanged");
-        let reader = reader.into_inner();
+        let punched = reader.into_inner().finish();
         assert_eq!(
             fs::metadata(&path).expect("stat").len(),
             4 << 20,
             "size kept"
         );
-        if reader.punching {
-            assert!(reader.punched >= 3 << 20, "punched {}", reader.punched);
+        // `None`: this file system does not punch holes.
+        if let Some(punched) = punched {
+            assert!(punched >= 3 << 20, "punched {punched}");
             let allocated = fs::metadata(&path).expect("stat").blocks() * 512;
             assert!(allocated <= 1 << 20, "{allocated} bytes still allocated");
         }
