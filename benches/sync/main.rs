@@ -2,7 +2,9 @@
 //!
 //! Runs the sync engine against the fake Confluence server started as a separate process
 //! (so the peak RSS printed is the sync's own), with per-request latency and a rate
-//! limit, and compares the requests made with the pages the tenant needs.
+//! limit, and compares the requests made with the pages the tenant needs. It also prints
+//! the CPU time of both processes: where the fake shares the sync's cores, their sum
+//! over the cores is the least wall time any run can take there.
 //!
 //! Each preset is then replayed with the reference connector's request pattern (see
 //! `reference_pattern.rs`) against a fresh fake with the same settings, and both wall
