@@ -197,21 +197,20 @@ async fn bench_ours(s: &Settings, preset: &str) -> Result<f64, String> {
     let fake_pid = fake.child.id().to_string();
     let cpu_at_start = CpuSample::read(&fake_pid);
     let started = std::time::Instant::now();
+    // (seconds since the start, RSS in MiB, CPU so far)
     let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let cpu_samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sampler = {
         let samples = samples.clone();
-        let cpu_samples = cpu_samples.clone();
         let fake_pid = fake_pid.clone();
         tokio::spawn(async move {
             loop {
-                let rss = current_rss_mib();
-                let t = started.elapsed().as_secs_f64();
+                let sample = (
+                    started.elapsed().as_secs_f64(),
+                    current_rss_mib(),
+                    CpuSample::read(&fake_pid),
+                );
                 if let Ok(mut s) = samples.lock() {
-                    s.push((t, rss));
-                }
-                if let Ok(mut s) = cpu_samples.lock() {
-                    s.push((t, CpuSample::read(&fake_pid)));
+                    s.push(sample);
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
@@ -223,24 +222,24 @@ async fn bench_ours(s: &Settings, preset: &str) -> Result<f64, String> {
     sampler.abort();
     let cpu_at_end = CpuSample::read(&fake_pid);
     // The last sample taken while fetching splits the CPU time between the phases.
-    let cpu_at_fetch_end = cpu_samples.lock().ok().and_then(|s| {
+    let cpu_at_fetch_end = samples.lock().ok().and_then(|s| {
         s.iter()
-            .take_while(|(t, _)| *t <= report.fetch_seconds)
+            .take_while(|(t, _, _)| *t <= report.fetch_seconds)
             .last()
-            .map(|(_, c)| *c)
+            .map(|(_, _, cpu)| *cpu)
     });
     if std::env::var_os("BENCH_RSS_TRACE").is_some()
         && let Ok(s) = samples.lock()
     {
-        for (t, r) in s.iter() {
+        for (t, r, _) in s.iter() {
             eprintln!("rss {t:.1} {r:.1}");
         }
     }
     let (fetch_rss, finish_rss) = samples.lock().map_or((f64::NAN, f64::NAN), |s| {
         let peak = |keep: &dyn Fn(f64) -> bool| {
             s.iter()
-                .filter(|(t, _)| keep(*t))
-                .map(|(_, r)| *r)
+                .filter(|(t, _, _)| keep(*t))
+                .map(|(_, r, _)| *r)
                 .fold(0.0f64, f64::max)
         };
         (
